@@ -1,0 +1,93 @@
+"""How long `pulsetrace up` takes to become healthy, and what the idle stack holds in memory.
+
+Goal (issue 3): healthy in under 30 s; under 1.5 GB resident for the whole stack at idle.
+Runs `up` RUNS times (first run on an empty data dir, the rest restarting on it) and prints
+medians. Usage: .venv/bin/python bench/startup.py [RUNS]
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+PULSETRACE = str(Path(sys.executable).parent / "pulsetrace")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def resident_bytes(root: psutil.Process) -> int:
+    """RSS of the process and all its descendants (shared pages counted once per process)."""
+    total = 0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            total += proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def one_run(data_dir: Path, env: dict[str, str]) -> tuple[float, int]:
+    log = data_dir.parent / "up.log"
+    started = time.monotonic()
+    with log.open("w") as out:
+        up = subprocess.Popen(
+            [PULSETRACE, "up", "--data-dir", str(data_dir)], env=env, stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        while True:
+            if up.poll() is not None:
+                raise SystemExit(f"up exited early:\n{log.read_text()}")
+            status = subprocess.run(
+                [PULSETRACE, "status", "--data-dir", str(data_dir)], env=env,
+                capture_output=True,
+            )
+            if status.returncode == 0:
+                break
+            time.sleep(0.2)
+        healthy_after = time.monotonic() - started
+        time.sleep(5)  # let start-up allocations settle before reading idle memory
+        memory = resident_bytes(psutil.Process(up.pid))
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=60)
+    return healthy_after, memory
+
+
+def main() -> None:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    env = dict(os.environ)
+    for name in ("POSTGRES_PORT", "REDIS_PORT", "WAREHOUSE_PORT", "INGEST_PORT",
+                 "DASHBOARD_PORT", "DAGSTER_PORT"):
+        env[name] = str(free_port())
+    times, memories = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "data"
+        for i in range(runs):
+            seconds, memory = one_run(data_dir, env)
+            label = "fresh data dir" if i == 0 else "restart"
+            print(f"run {i + 1} ({label}): healthy after {seconds:.2f} s, "
+                  f"idle resident {memory / 2**20:.0f} MiB")
+            times.append(seconds)
+            memories.append(memory)
+    print(f"time to healthy: first {times[0]:.2f} s, median {statistics.median(times):.2f} s "
+          f"(goal < 30 s)")
+    print(f"idle resident memory: median {statistics.median(memories) / 2**20:.0f} MiB "
+          f"(goal < 1536 MiB; ratio to goal {statistics.median(memories) / 2**30 / 1.5:.2f})")
+
+
+if __name__ == "__main__":
+    main()

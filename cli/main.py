@@ -1,0 +1,143 @@
+"""The `pulsetrace` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from core.settings import Settings
+
+
+def _settings_for_running_stack(data_dir: str | None) -> Settings:
+    """Settings that point at the stack `pulsetrace up` runs on this data dir."""
+    from cli.stack import load_stack_environment
+
+    root = Settings.from_env(data_dir).data_dir
+    os.environ.update(load_stack_environment(root))
+    return Settings.from_env(root)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from cli.stack import run_up
+
+    return run_up(Settings.from_env(args.data_dir), demo=args.demo)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from cli.stack import health_of
+
+    try:
+        settings = _settings_for_running_stack(args.data_dir)
+    except FileNotFoundError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    reports = health_of(settings)
+    for report in reports:
+        state = "healthy" if report.healthy else "UNHEALTHY"
+        detail = f"  ({report.detail})" if report.detail else ""
+        print(f"{report.name:<10} {state:<9} {report.url}{detail}")
+    return 0 if all(r.healthy for r in reports) else 1
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from cli.bootstrap import as_json_dict, bootstrap
+
+    try:
+        settings = _settings_for_running_stack(args.data_dir)
+        result = bootstrap(settings, args.org, args.project, args.email, args.password)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"bootstrap failed: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(as_json_dict(result)))
+    else:
+        print(f"org {result.org}, project {result.project} (id {result.project_id})")
+        print(f"DSN:   {result.dsn}")
+        print(f"token: {result.token}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from cli.stack import apply_migrations
+
+    try:
+        apply_migrations(_settings_for_running_stack(args.data_dir))
+    except FileNotFoundError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print("migrations applied (PostgreSQL and warehouse)")
+    return 0
+
+
+def cmd_warehouse_serve(args: argparse.Namespace) -> int:
+    from core.embedded.warehouse import serve
+
+    settings = Settings.from_env()
+    serve(
+        data_dir=Path(args.data_dir) if args.data_dir else settings.data_dir / "warehouse",
+        host=args.host,
+        port=args.port or settings.warehouse_port,
+        user=settings.warehouse_user,
+        password=settings.warehouse_password,
+        threads=settings.warehouse_threads,
+        max_body_bytes=settings.warehouse_max_body_bytes,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pulsetrace", description="Self-hosted error tracking and performance monitoring."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_data_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "--data-dir", help="where the embedded stack keeps its data (default ./.pulsetrace)"
+        )
+        return p
+
+    up = with_data_dir(commands.add_parser("up", help="start the whole stack and stream its logs"))
+    up.add_argument("--demo", action="store_true", help="create a demo org and print its DSN")
+    up.set_defaults(func=cmd_up)
+
+    status = with_data_dir(
+        commands.add_parser("status", help="exit 0 when every service is healthy")
+    )
+    status.set_defaults(func=cmd_status)
+
+    boot = with_data_dir(
+        commands.add_parser("bootstrap", help="create an org, its admin, a project and a DSN key")
+    )
+    boot.add_argument("--org", required=True)
+    boot.add_argument("--project", required=True)
+    boot.add_argument("--email", required=True)
+    boot.add_argument("--password", required=True)
+    boot.add_argument("--json", action="store_true", help="print the result as JSON")
+    boot.set_defaults(func=cmd_bootstrap)
+
+    migrate = with_data_dir(
+        commands.add_parser("migrate", help="apply PostgreSQL and warehouse migrations")
+    )
+    migrate.set_defaults(func=cmd_migrate)
+
+    wh = commands.add_parser("warehouse", help="the embedded ClickHouse (chDB) warehouse")
+    wh_commands = wh.add_subparsers(dest="warehouse_command", required=True)
+    serve = wh_commands.add_parser("serve", help="serve chDB over ClickHouse HTTP")
+    serve.add_argument("--data-dir", help="the chDB data dir (default .pulsetrace/warehouse)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, help="default 8123 (WAREHOUSE_PORT)")
+    serve.set_defaults(func=cmd_warehouse_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""`pulsetrace up` and `pulsetrace status`: the whole stack on one machine.
+
+`up` holds a lock in the data dir for its lifetime (a second `up` on the same dir is refused),
+starts the embedded services that no URL setting replaces, applies migrations, starts the
+PulseTrace processes, writes `run/stack.json` so `status` and `bootstrap` find this stack,
+streams every log with a prefix, and on SIGINT/SIGTERM stops everything in reverse order.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from core import db, warehouse
+from core.embedded import postgres, redis, warehouse_service
+from core.embedded.process import ManagedProcess, ServiceFailed, ServiceSpec
+from core.redis import redis_client
+from core.settings import Settings
+
+STACK_FILE = "run/stack.json"
+LOCK_FILE = "run/up.lock"
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+@contextmanager
+def data_dir_lock(settings: Settings) -> Iterator[None]:
+    path = settings.data_dir / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        handle.close()
+        raise AlreadyRunning(
+            f"PulseTrace is already running on data dir {settings.data_dir} (pid {owner}); "
+            f"stop it first, or use another --data-dir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def infrastructure(settings: Settings) -> list[ServiceSpec]:
+    """Embedded services, each skipped when its URL setting points at an external server."""
+    services = []
+    if settings.embedded_postgres:
+        services.append(postgres.service(settings))
+    if settings.embedded_redis:
+        services.append(redis.service(settings))
+    if settings.embedded_warehouse:
+        services.append(warehouse_service.service(settings))
+    return services
+
+
+def product_processes(settings: Settings) -> list[ServiceSpec]:
+    """PulseTrace's own processes (ingest, worker, Dagster, dashboard) join here as they land."""
+    return []
+
+
+def apply_migrations(settings: Settings) -> None:
+    db.upgrade(settings.database_url)
+    warehouse.migrate(settings.clickhouse_url)
+
+
+@dataclass
+class HealthReport:
+    name: str
+    url: str
+    healthy: bool
+    detail: str = ""
+
+
+def check(name: str, url: str, probe: Callable[[], bool]) -> HealthReport:
+    try:
+        return HealthReport(name, url, bool(probe()))
+    except Exception as exc:  # noqa: BLE001 - any failure is "unhealthy", reported as text
+        return HealthReport(name, url, False, f"{type(exc).__name__}: {exc}")
+
+
+class Stack:
+    def __init__(self, settings: Settings, out: IO[str] = sys.stdout) -> None:
+        self.settings = settings
+        self.out = out
+        self.running: list[ManagedProcess] = []
+        self._stop_requested = False
+
+    def say(self, text: str) -> None:
+        self.out.write(f"[pulsetrace] {text}\n")
+        self.out.flush()
+
+    def _start_all(self, specs: list[ServiceSpec]) -> None:
+        """Start a group together (they do not depend on each other), then wait for each."""
+        group = []
+        for spec in specs:
+            spec.env = {**self.settings.child_environment(), **spec.env}
+            process = ManagedProcess(spec, self.out)
+            process.start()
+            self.running.append(process)
+            group.append(process)
+        for process in group:
+            process.wait_healthy()
+            self.say(f"{process.spec.name} healthy (pid {process.pid})")
+
+    def start(self) -> None:
+        started = time.monotonic()
+        self._start_all(infrastructure(self.settings))
+        apply_migrations(self.settings)
+        self.say("migrations applied (PostgreSQL and warehouse)")
+        self._start_all(product_processes(self.settings))
+        self._write_stack_file()
+        self.say(f"healthy in {time.monotonic() - started:.1f} s")
+
+    def _write_stack_file(self) -> None:
+        path = self.settings.data_dir / STACK_FILE
+        state: dict[str, Any] = {
+            "pid": os.getpid(),
+            "started_at": time.time(),
+            "environment": self.settings.child_environment(),
+            "services": {
+                p.spec.name: {"pid": p.pid, "url": p.spec.url} for p in self.running
+            },
+        }
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(state, fh, indent=2)
+        tmp.replace(path)
+
+    def urls(self) -> dict[str, str]:
+        return {p.spec.name: p.spec.url for p in self.running}
+
+    def request_stop(self, *_: Any) -> None:
+        self._stop_requested = True
+
+    def wait(self) -> int:
+        """Block until asked to stop (0) or until a process dies on its own (1)."""
+        while not self._stop_requested:
+            for process in self.running:
+                if not process.running():
+                    self.say(f"{process.spec.name} exited unexpectedly; stopping the stack")
+                    return 1
+            time.sleep(0.2)
+        return 0
+
+    def stop(self) -> None:
+        for process in reversed(self.running):
+            if process.running():
+                self.say(f"stopping {process.spec.name}")
+            process.stop()
+        self.running.clear()
+        (self.settings.data_dir / STACK_FILE).unlink(missing_ok=True)
+
+
+def run_up(settings: Settings, demo: bool, out: IO[str] = sys.stdout) -> int:
+    from cli.bootstrap import bootstrap_demo  # the demo needs the stack, not the other way round
+
+    try:
+        with data_dir_lock(settings):
+            stack = Stack(settings, out)
+            signal.signal(signal.SIGTERM, stack.request_stop)
+            signal.signal(signal.SIGINT, stack.request_stop)
+            try:
+                stack.start()
+                if demo:
+                    stack.say(bootstrap_demo(settings))
+                for name, url in stack.urls().items():
+                    stack.say(f"{name:<10} {url}")
+                stack.say("running; press Ctrl-C to stop")
+                code = stack.wait()
+            except ServiceFailed as exc:
+                stack.say(f"could not start: {exc}")
+                code = 1
+            finally:
+                stack.stop()
+                stack.say("stopped")
+            return code
+    except AlreadyRunning as exc:
+        out.write(f"{exc}\n")
+        return 1
+
+
+def load_stack_environment(data_dir: Path) -> dict[str, str]:
+    """The environment that the `up` on data_dir gave its processes."""
+    path = data_dir / STACK_FILE
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no PulseTrace is running on data dir {data_dir}; start it with `pulsetrace up`"
+        )
+    return json.loads(path.read_text())["environment"]
+
+
+def health_of(settings: Settings) -> list[HealthReport]:
+    reports = [
+        check("postgres", _redacted_db(settings), lambda: _database_ok(settings)),
+        check("redis", warehouse.redact(settings.redis_url), lambda: _redis_ok(settings)),
+        check(
+            "warehouse", warehouse.redact(settings.clickhouse_url), lambda: _warehouse_ok(settings)
+        ),
+    ]
+    reports += [check(spec.name, spec.url, spec.health) for spec in product_processes(settings)]
+    return reports
+
+
+def _redacted_db(settings: Settings) -> str:
+    return warehouse.redact(settings.database_url.replace("+psycopg", ""))
+
+
+def _database_ok(settings: Settings) -> bool:
+    import sqlalchemy
+
+    engine = db.make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sqlalchemy.text("SELECT 1")).scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def _warehouse_ok(settings: Settings) -> bool:
+    client = warehouse.connect(settings.clickhouse_url)
+    try:
+        return client.command("SELECT 1") == 1
+    finally:
+        client.close()
+
+
+def _redis_ok(settings: Settings) -> bool:
+    return bool(redis_client(settings.redis_url).ping())

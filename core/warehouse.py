@@ -1,0 +1,146 @@
+"""The one way PulseTrace code reaches ClickHouse, and the warehouse schema migrations.
+
+`CLICKHOUSE_URL` (e.g. `http://default:@127.0.0.1:8123/pulsetrace`) names the server; the
+embedded default is the chDB warehouse process, spoken to over the same HTTP protocol as a
+real ClickHouse server. `chdb:///path` selects clickhouse-connect's in-process backend, which
+only unit tests use: a chDB data dir can be opened by one process only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from core.settings import get_settings
+
+MIGRATIONS_DIR = Path(__file__).parent / "warehouse_migrations"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+# One client per (process, thread, URL): a client is not safe to share between threads, and
+# one made before a fork would share its sockets with the child.
+_local = threading.local()
+
+
+def warehouse_client(url: str | None = None) -> Client:
+    url = url or get_settings().clickhouse_url
+    cache: dict[tuple[int, str], Client] | None = getattr(_local, "clients", None)
+    if cache is None:
+        cache = _local.clients = {}
+    key = (os.getpid(), url)
+    client = cache.get(key)
+    if client is None:
+        client = cache[key] = connect(url)
+    return client
+
+
+def connect(url: str, database: str | None = None) -> Client:
+    """A new client for URL; `database` overrides the one in the URL's path."""
+    parts = urlsplit(url)
+    if parts.scheme == "chdb":
+        return clickhouse_connect.get_client(dsn=url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"CLICKHOUSE_URL must be http://, https:// or chdb://, got {url!r}")
+    return clickhouse_connect.get_client(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or (8443 if parts.scheme == "https" else 8123),
+        username=unquote(parts.username or "default"),
+        password=unquote(parts.password or ""),
+        database=database if database is not None else database_of(url),
+        secure=parts.scheme == "https",
+        # No implicit session: sessions serialize a client's queries; we want none by default.
+        autogenerate_session_id=False,
+    )
+
+
+def database_of(url: str) -> str:
+    return urlsplit(url).path.strip("/") or "default"
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+# --- schema migrations ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    path: Path
+
+    def statements(self) -> list[str]:
+        lines = self.path.read_text().splitlines()
+        text = "\n".join(line for line in lines if not line.lstrip().startswith("--"))
+        return [stmt.strip() for stmt in text.split(";") if stmt.strip()]
+
+
+def available_migrations() -> list[Migration]:
+    found = []
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        match = _MIGRATION_NAME.match(path.name)
+        if match is None:
+            raise ValueError(f"warehouse migration {path.name} is not named NNNN_name.sql")
+        found.append(Migration(int(match.group(1)), match.group(2), path))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise ValueError("two warehouse migrations share a version number")
+    return found
+
+
+def applied_versions(client: Client) -> set[int]:
+    rows = client.query("SELECT version FROM schema_migrations").result_rows
+    return {int(row[0]) for row in rows}
+
+
+def migrate(url: str | None = None) -> list[Migration]:
+    """Apply every migration not yet applied, in order; returns the ones applied now.
+
+    Each migration's statements are idempotent (IF NOT EXISTS), so a run interrupted between
+    a statement and its bookkeeping row is safe to repeat.
+    """
+    url = url or get_settings().clickhouse_url
+    database = database_of(url)
+    if urlsplit(url).scheme != "chdb":
+        # Bound parameters cannot name a database; this one comes from our own settings.
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", database):
+            raise ValueError(f"unsupported warehouse database name {database!r}")
+        bootstrap = connect(url, database="default")
+        bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        bootstrap.close()
+    client = connect(url)
+    try:
+        client.command(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (version UInt32, name String, applied_at DateTime64(3, 'UTC'))"
+            " ENGINE = MergeTree ORDER BY version"
+        )
+        done = applied_versions(client)
+        applied = []
+        for migration in available_migrations():
+            if migration.version in done:
+                continue
+            for statement in migration.statements():
+                client.command(statement)
+            client.insert(
+                "schema_migrations",
+                [[migration.version, migration.name, datetime.now(UTC)]],
+                column_names=["version", "name", "applied_at"],
+            )
+            applied.append(migration)
+        return applied
+    finally:
+        client.close()
