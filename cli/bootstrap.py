@@ -11,12 +11,12 @@ from dataclasses import asdict, dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from core.models import ApiToken, Membership, Organization, Project, ProjectKey, Role, User
-from core.security import hash_password, new_api_token, new_public_key
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import db
+from core.models import ApiToken, Membership, Organization, Project, ProjectKey, Role, User
+from core.security import hash_password, new_api_token, new_public_key
 from core.settings import Settings
 
 RowT = TypeVar("RowT")

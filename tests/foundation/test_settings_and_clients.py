@@ -1,0 +1,91 @@
+"""The settings object and the shared client factories."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from pathlib import Path
+
+import pytest
+
+from core.redis import redis_client
+from core.settings import Settings
+from core.warehouse import available_migrations, migrate, redact, warehouse_client
+
+
+def test_defaults_give_the_embedded_stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("DATABASE_URL", "REDIS_URL", "CLICKHOUSE_URL", "BLOB_URL", "SECRET_KEY",
+                 "WAREHOUSE_PORT", "INGEST_PORT", "PUBLIC_INGEST_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings.from_env(tmp_path)
+    assert settings.embedded_postgres and settings.embedded_redis and settings.embedded_warehouse
+    assert settings.clickhouse_url == "http://default:@127.0.0.1:8123/pulsetrace"
+    assert settings.blob_url == f"file://{tmp_path / 'blobs'}"
+    assert settings.ingest_public_url == "http://127.0.0.1:8000"
+    # Passwords of embedded services are generated per data dir, private, and stable.
+    assert "127.0.0.1:54329/pulsetrace" in settings.database_url
+    secret = tmp_path / "secrets" / "postgres_password"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert secret.read_text() in settings.database_url
+    assert Settings.from_env(tmp_path).secret_key == settings.secret_key
+    assert len(settings.secret_key) >= 32
+
+
+def test_external_urls_switch_embedded_services_off(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://u:p@db:5432/pt")
+    monkeypatch.setenv("CLICKHOUSE_URL", "https://u:p@ch:8443/pt")
+    settings = Settings.from_env(tmp_path)
+    assert not settings.embedded_postgres and not settings.embedded_warehouse
+    assert settings.embedded_redis
+    assert settings.database_url == "postgresql+psycopg://u:p@db:5432/pt"
+    assert settings.child_environment()["CLICKHOUSE_URL"] == "https://u:p@ch:8443/pt"
+    assert redact("https://u:p@ch:8443/pt") == "https://u:***@ch:8443/pt"
+
+
+def test_a_bad_port_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INGEST_PORT", "eighty")
+    with pytest.raises(ValueError, match="INGEST_PORT must be an integer, got 'eighty'"):
+        Settings.from_env()
+
+
+def _child_uses_its_own_redis_client(
+    url: str, parent_id: int, queue: multiprocessing.Queue
+) -> None:
+    client = redis_client(url)
+    client.set("written-by-child", "yes")
+    queue.put(id(client) != parent_id and client.get("written-by-child") == b"yes")
+
+
+def test_redis_client_is_shared_in_a_process_and_fresh_after_fork(redis_url: str) -> None:
+    parent = redis_client(redis_url)
+    assert redis_client(redis_url) is parent
+    assert parent.ping()
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(
+        target=_child_uses_its_own_redis_client, args=(redis_url, id(parent), queue)
+    )
+    child.start()
+    child.join(timeout=30)
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) is True
+    assert parent.get("written-by-child") == b"yes"
+
+
+def test_warehouse_client_is_one_per_thread(tmp_path: Path) -> None:
+    url = f"chdb://{tmp_path / 'wh'}"
+    migrate(url)
+    mine = warehouse_client(url)
+    assert warehouse_client(url) is mine
+    theirs: list[object] = []
+    thread = threading.Thread(target=lambda: theirs.append(warehouse_client(url)))
+    thread.start()
+    thread.join()
+    assert theirs and theirs[0] is not mine
+    tables = {row[0] for row in mine.query("SHOW TABLES").result_rows}
+    assert {"raw_events", "events", "transactions", "feedback", "schema_migrations"} <= tables
+    assert migrate(url) == []  # idempotent: nothing left to apply
+    applied = mine.query("SELECT version FROM schema_migrations ORDER BY version").result_rows
+    assert [r[0] for r in applied] == [m.version for m in available_migrations()]
