@@ -11,9 +11,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import signal
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,9 +24,10 @@ from typing import IO, Any
 
 from core import db, warehouse
 from core.embedded import postgres, redis, warehouse_service
-from core.embedded.process import ManagedProcess, ServiceFailed, ServiceSpec
+from core.embedded.process import ManagedProcess, ServiceFailed, ServiceSpec, python_module_argv
 from core.redis import redis_client
 from core.settings import Settings
+from ingest.landing import HEARTBEAT_KEY, landing_worker_alive
 
 STACK_FILE = "run/stack.json"
 LOCK_FILE = "run/up.lock"
@@ -72,9 +75,69 @@ def infrastructure(settings: Settings) -> list[ServiceSpec]:
     return services
 
 
+def ingest_service(settings: Settings) -> ServiceSpec:
+    # granian: the fastest WSGI server measured here (see ARCHITECTURE.md); 2 worker processes.
+    argv = [
+        str(Path(sys.executable).parent / "granian"),
+        "--interface", "wsgi",
+        "--host", settings.host,
+        "--port", str(settings.ingest_port),
+        "--workers", "2",
+        "--blocking-threads", "4",
+        "--runtime-threads", "1",
+        "--http", "1",
+        "--no-ws",
+        "--log-level", "warning",
+        "ingest.wsgi:app",
+    ]
+    url = f"http://{settings.host}:{settings.ingest_port}"
+    return ServiceSpec(
+        name="ingest",
+        argv=argv,
+        health=lambda: http_ok(f"{url}/health"),
+        url=url,
+        env={"PROMETHEUS_MULTIPROC_DIR": str(prometheus_dir(settings))},
+        log_file=settings.data_dir / "logs" / "ingest.log",
+        prepare=lambda: _fresh_dir(prometheus_dir(settings)),
+    )
+
+
+def landing_worker_service(settings: Settings) -> ServiceSpec:
+    argv = python_module_argv(
+        "celery", "-A", "ingest.worker", "worker", "--beat", "--pool", "solo",
+        "--hostname", f"landing-{os.getpid()}@%h", "--loglevel", "WARNING", "--without-gossip",
+        "--without-mingle",
+    )
+    return ServiceSpec(
+        name="worker",
+        argv=argv,
+        health=lambda: landing_worker_alive(redis_client(settings.redis_url)),
+        url="(Celery on Redis; lands events in raw_events)",
+        env={"PROMETHEUS_MULTIPROC_DIR": str(prometheus_dir(settings))},
+        log_file=settings.data_dir / "logs" / "worker.log",
+        # A heartbeat left by a previous run must not pass for this worker's.
+        prepare=lambda: redis_client(settings.redis_url).delete(HEARTBEAT_KEY),
+    )
+
+
 def product_processes(settings: Settings) -> list[ServiceSpec]:
-    """PulseTrace's own processes (ingest, worker, Dagster, dashboard) join here as they land."""
-    return []
+    """PulseTrace's own processes; Dagster and the dashboard join here as they land."""
+    return [ingest_service(settings), landing_worker_service(settings)]
+
+
+def prometheus_dir(settings: Settings) -> Path:
+    return settings.data_dir / "run" / "prometheus"
+
+
+def _fresh_dir(path: Path) -> None:
+    """Prometheus multiprocess files of a previous run would be counted again."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+
+
+def http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return response.status == 200
 
 
 def apply_migrations(settings: Settings) -> None:

@@ -24,6 +24,16 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
 def _env_str(name: str) -> str | None:
     raw = os.environ.get(name)
     return raw if raw else None
@@ -51,6 +61,13 @@ class Settings:
     warehouse_threads: int = 8
     warehouse_user: str = "default"
     warehouse_password: str = ""
+    ingest_max_body_bytes: int = 20 * 1024 * 1024
+    ingest_max_decompressed_bytes: int = 100 * 1024 * 1024
+    ingest_max_batch_events: int = 10_000
+    ingest_rate_limit_per_minute: int = 600_000
+    ingest_rate_limit_window_seconds: float = 60.0
+    ingest_key_cache_seconds: float = 5.0
+    ingest_trusted_proxies: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> Settings:
@@ -75,6 +92,18 @@ class Settings:
             warehouse_threads=_env_int("WAREHOUSE_THREADS", 8),
             warehouse_user=os.environ.get("WAREHOUSE_USER", "default"),
             warehouse_password=os.environ.get("WAREHOUSE_PASSWORD", ""),
+            ingest_max_body_bytes=_env_int("INGEST_MAX_BODY_BYTES", 20 * 1024 * 1024),
+            ingest_max_decompressed_bytes=_env_int(
+                "INGEST_MAX_DECOMPRESSED_BYTES", 100 * 1024 * 1024
+            ),
+            ingest_max_batch_events=_env_int("INGEST_MAX_BATCH_EVENTS", 10_000),
+            ingest_rate_limit_per_minute=_env_int("INGEST_RATE_LIMIT_PER_MINUTE", 600_000),
+            ingest_rate_limit_window_seconds=_env_float("INGEST_RATE_LIMIT_WINDOW_SECONDS", 60.0),
+            ingest_key_cache_seconds=_env_float("INGEST_KEY_CACHE_SECONDS", 5.0),
+            ingest_trusted_proxies=tuple(
+                p.strip() for p in os.environ.get("INGEST_TRUSTED_PROXIES", "").split(",")
+                if p.strip()
+            ),
         )
 
     # --- which services are embedded -------------------------------------------------

@@ -1,6 +1,6 @@
 -- Landing table: every accepted event exactly as the SDK sent it (plus what ingest learned),
 -- kept only until the pipeline has processed it and a safety margin after.
--- ReplacingMergeTree on (project_id, event_id): an SDK retry of the same event collapses.
+-- ReplacingMergeTree on (project_id, item_type, event_id): an SDK retry of an event collapses.
 -- landed_at is the pipeline's cursor; the minmax index keeps "rows since cursor" cheap.
 CREATE TABLE IF NOT EXISTS raw_events
 (
@@ -12,6 +12,11 @@ CREATE TABLE IF NOT EXISTS raw_events
     landed_at DateTime64(6, 'UTC') DEFAULT now64(6),
     client_ip String,
     user_agent String,
+    ua_browser LowCardinality(String),
+    ua_browser_version LowCardinality(String),
+    ua_os LowCardinality(String),
+    ua_os_version LowCardinality(String),
+    ua_device LowCardinality(String),
     sdk_name LowCardinality(String),
     sdk_version LowCardinality(String),
     payload String CODEC(ZSTD(3)),
@@ -19,5 +24,5 @@ CREATE TABLE IF NOT EXISTS raw_events
 )
 ENGINE = ReplacingMergeTree(landed_at)
 PARTITION BY toDate(received_at)
-ORDER BY (project_id, event_id)
+ORDER BY (project_id, item_type, event_id)
 TTL toDateTime(received_at) + INTERVAL 7 DAY;

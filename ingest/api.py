@@ -1,0 +1,412 @@
+"""The ingest endpoints: Sentry's envelope and store endpoints and the native batch endpoint.
+
+Every request: read the body within limits, decompress, authenticate the DSN key, validate,
+enrich (received time, client IP, User-Agent), then ONE Redis round trip that rate-limits and
+enqueues (ingest.queue). Nothing is written to ClickHouse here: the landing worker does that.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+import uuid
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import orjson
+import redis
+from flask import Blueprint, Response, current_app, request
+
+from ingest import metrics
+from ingest.auth import AuthError, KeyInfo, key_from_dsn, origin_allowed, parse_auth_header
+from ingest.decoding import BadEncoding, BodyTooLarge, decode_body
+from ingest.envelope import EnvelopeError, EnvelopeItem, parse_envelope
+from ingest.landing import LandingRow, encode_row
+from ingest.queue import ACCEPTED
+from ingest.schema import InvalidEvent, validate_event, validate_user_report
+from ingest.state import IngestState
+
+bp = Blueprint("ingest", __name__)
+
+# Envelope items that become landing rows; the rest are accepted and counted.
+LANDED_ITEM_TYPES = {"event", "transaction", "feedback", "user_report"}
+COUNTED_ITEM_TYPES = {"session", "sessions", "client_report", "attachment", "statsd",
+                      "check_in", "profile", "replay_event", "replay_recording", "span", "log"}
+CORS_ALLOW_HEADERS = (
+    "Content-Type, Content-Encoding, X-Sentry-Auth, Authentication, Authorization, "
+    "sentry-trace, baggage"
+)
+CORS_EXPOSE_HEADERS = "X-Sentry-Rate-Limits, Retry-After, X-Sentry-Error"
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, message: str, reason: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason
+        self.headers = headers or {}
+
+
+def state() -> IngestState:
+    return current_app.extensions["pulsetrace_ingest"]
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    response = Response(orjson.dumps(body), status=status, mimetype="application/json")
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+# --- request pieces ------------------------------------------------------------------------
+
+
+def read_body(st: IngestState) -> bytes:
+    limit = st.settings.ingest_max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, f"the request body exceeds {limit} bytes", "too_large")
+    # Reads a chunked body too, stopping one byte past the limit.
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise ApiError(413, f"the request body exceeds {limit} bytes", "too_large")
+    if request.content_length is not None and len(raw) < request.content_length:
+        raise ApiError(
+            400,
+            f"the body is truncated: {len(raw)} of {request.content_length} bytes arrived",
+            "truncated",
+        )
+    try:
+        return decode_body(
+            raw, request.headers.get("Content-Encoding"), st.settings.ingest_max_decompressed_bytes
+        )
+    except BodyTooLarge as exc:
+        raise ApiError(413, str(exc), "too_large") from None
+    except BadEncoding as exc:
+        status = 415 if str(exc).startswith("unsupported") else 400
+        raise ApiError(status, str(exc), "bad_encoding") from None
+
+
+def public_key_from_request(envelope_headers: dict[str, Any] | None = None) -> str | None:
+    header = request.headers.get("X-Sentry-Auth") or request.headers.get("Authorization", "")
+    if header.lower().startswith("sentry "):
+        key = parse_auth_header(header).get("sentry_key")
+        if key:
+            return key
+    key = request.args.get("sentry_key")
+    if key:
+        return key
+    if envelope_headers:
+        return key_from_dsn(envelope_headers.get("dsn")) or (
+            (envelope_headers.get("trace") or {}).get("public_key")
+            if isinstance(envelope_headers.get("trace"), dict)
+            else None
+        )
+    return None
+
+
+def sdk_from_request() -> tuple[str, str]:
+    client = request.args.get("sentry_client") or parse_auth_header(
+        request.headers.get("X-Sentry-Auth", "")
+    ).get("sentry_client", "")
+    name, _, version = client.partition("/")
+    return name, version
+
+
+def authenticate(st: IngestState, project_id: int, public_key: str | None) -> KeyInfo:
+    try:
+        info = st.keys.authenticate(public_key, project_id)
+    except AuthError as exc:
+        raise ApiError(exc.status, exc.message, "auth") from None
+    if not origin_allowed(info, request.headers.get("Origin")):
+        raise ApiError(403, "this origin is not allowed for the project", "origin")
+    return info
+
+
+def normalize_event_id(value: object) -> str:
+    if value is None:
+        return uuid.uuid4().hex
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value).hex
+        except ValueError:
+            pass
+    raise ApiError(400, f"event_id {value!r} is not a UUID (32 hex characters)", "invalid")
+
+
+@dataclass
+class Accepted:
+    """Rows ready to enqueue, keyed by the id used to drop SDK retries."""
+
+    dedupe_ids: list[str]
+    event_ids: list[str]
+    rows: list[bytes]
+    item_types: list[str]
+
+
+class RowBuilder:
+    """Builds landing rows with what the server learned about this request."""
+
+    def __init__(self, st: IngestState, info: KeyInfo) -> None:
+        self.info = info
+        self.received_at = time.time()
+        self.client_ip = st.client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"))
+        self.user_agent = request.headers.get("User-Agent", "")[:1024]
+        self.ua = st.parse_user_agent(self.user_agent)
+        self.sdk_name, self.sdk_version = sdk_from_request()
+        self.accepted = Accepted([], [], [], [])
+
+    def add(self, item_type: str, event_id: str, payload: bytes, sdk: Any = None) -> None:
+        sdk_name, sdk_version = self.sdk_name, self.sdk_version
+        if sdk is not None and sdk.name:
+            sdk_name, sdk_version = sdk.name, sdk.version or ""
+        row = LandingRow(
+            organization_id=self.info.organization_id,
+            project_id=self.info.project_id,
+            event_id=event_id,
+            item_type=item_type,
+            received_at=self.received_at,
+            client_ip=self.client_ip,
+            user_agent=self.user_agent,
+            ua_browser=self.ua[0],
+            ua_browser_version=self.ua[1],
+            ua_os=self.ua[2],
+            ua_os_version=self.ua[3],
+            ua_device=self.ua[4],
+            sdk_name=sdk_name,
+            sdk_version=sdk_version,
+            payload=payload,
+        )
+        self.accepted.dedupe_ids.append(f"{item_type}:{event_id}")
+        self.accepted.event_ids.append(event_id)
+        self.accepted.rows.append(encode_row(row))
+        self.accepted.item_types.append(item_type)
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    statuses: list[int]  # per row, in order; shorter than the rows when the limit refused some
+    limit_headers: dict[str, str] | None  # tells Sentry SDKs to back off
+
+
+def enqueue(st: IngestState, builder: RowBuilder) -> Enqueued:
+    """Rate-limit and enqueue the builder's rows in one Redis round trip."""
+    accepted = builder.accepted
+    if not accepted.rows:
+        return Enqueued([], None)
+    per_minute = builder.info.rate_limit_per_minute or st.settings.ingest_rate_limit_per_minute
+    try:
+        result = st.queue.enqueue(
+            builder.info.key_id,
+            builder.info.project_id,
+            per_minute,
+            list(zip(accepted.dedupe_ids, accepted.rows, strict=True)),
+        )
+    except redis.RedisError:
+        metrics.EVENTS_REJECTED.labels("queue_unavailable").inc(len(accepted.rows))
+        raise ApiError(
+            503, "the event queue is unavailable; retry later", "queue_unavailable",
+            {"Retry-After": "5"},
+        ) from None
+    for status, item_type in zip(result.statuses, accepted.item_types, strict=False):
+        if status == ACCEPTED:
+            metrics.EVENTS_ACCEPTED.labels(item_type).inc()
+    if not result.rate_limited:
+        return Enqueued(result.statuses, None)
+    metrics.EVENTS_RATE_LIMITED.inc(result.rate_limited)
+    retry = str(result.retry_after_seconds)
+    return Enqueued(
+        result.statuses, {"Retry-After": retry, "X-Sentry-Rate-Limits": f"{retry}::key:key_quota"}
+    )
+
+
+# --- CORS ----------------------------------------------------------------------------------
+
+
+def with_cors(response: Response) -> Response:
+    origin = request.headers.get("Origin")
+    if origin:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+        response.headers["Vary"] = "Origin"
+    return response
+
+
+def preflight(project_id: int) -> Response:
+    st = state()
+    key = request.args.get("sentry_key")
+    if key:
+        try:
+            authenticate(st, project_id, key)
+        except ApiError as exc:
+            return json_response(exc.status, {"detail": exc.message})
+    response = Response(status=200)
+    response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+    response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+    response.headers["Access-Control-Max-Age"] = "3600"
+    return with_cors(response)
+
+
+def guarded(endpoint: str, project_id: int, handler: Any) -> Response:
+    """Runs a handler, turning ApiError into its answer, timing it, and adding CORS headers."""
+    started = time.perf_counter()
+    if request.method == "OPTIONS":
+        return preflight(project_id)
+    try:
+        response = handler(project_id)
+    except ApiError as exc:
+        metrics.EVENTS_REJECTED.labels(exc.reason).inc()
+        headers = {"X-Sentry-Error": exc.message[:200], **exc.headers}
+        response = json_response(exc.status, {"detail": exc.message}, headers)
+    metrics.REQUEST_LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+    return with_cors(response)
+
+
+# --- endpoints -----------------------------------------------------------------------------
+
+
+def _landed_item(builder: RowBuilder, item: EnvelopeItem, number: int, header_id: Any) -> None:
+    try:
+        if item.type == "user_report":
+            report = validate_user_report(item.payload)
+            builder.add("user_report", normalize_event_id(report.event_id), item.payload)
+            return
+        event = validate_event(item.payload)
+    except InvalidEvent as exc:
+        raise ApiError(400, f"item {number} ({item.type}): {exc}", "invalid") from None
+    event_id = normalize_event_id(event.event_id or header_id)
+    builder.add(item.type, event_id, item.payload, event.sdk)
+
+
+def handle_envelope(project_id: int) -> Response:
+    st = state()
+    body = read_body(st)
+    try:
+        envelope = parse_envelope(body)
+    except EnvelopeError as exc:
+        raise ApiError(400, f"invalid envelope: {exc}", "invalid") from None
+    info = authenticate(st, project_id, public_key_from_request(envelope.headers))
+    builder = RowBuilder(st, info)
+    header_id = envelope.headers.get("event_id")
+    for number, item in enumerate(envelope.items, start=1):
+        if item.type in LANDED_ITEM_TYPES:
+            _landed_item(builder, item, number, header_id)
+        else:
+            metrics.ITEMS_COUNTED.labels(
+                item.type if item.type in COUNTED_ITEM_TYPES else "other"
+            ).inc()
+    queued = enqueue(st, builder)
+    if queued.limit_headers and not queued.statuses:
+        return json_response(429, {"detail": "rate limited"}, queued.limit_headers)
+    first = builder.accepted.event_ids[0] if builder.accepted.event_ids else None
+    answer_id = normalize_event_id(header_id) if header_id else first
+    return json_response(200, {"id": answer_id}, queued.limit_headers)
+
+
+def _legacy_store_body(body: bytes) -> bytes:
+    """Old SDKs post base64 of zlib-compressed JSON to /store/."""
+    stripped = body.lstrip()
+    if stripped[:1] in (b"{", b"["):
+        return body
+    try:
+        return zlib.decompress(base64.b64decode(stripped, validate=True))
+    except (binascii.Error, zlib.error):
+        raise ApiError(400, "the body is not JSON (nor base64 of zlib-compressed JSON)",
+                       "invalid") from None
+
+
+def handle_store(project_id: int) -> Response:
+    st = state()
+    body = _legacy_store_body(read_body(st))
+    info = authenticate(st, project_id, public_key_from_request())
+    try:
+        event = validate_event(body)
+    except InvalidEvent as exc:
+        raise ApiError(400, str(exc), "invalid") from None
+    item_type = "transaction" if event.type == "transaction" else "event"
+    builder = RowBuilder(st, info)
+    event_id = normalize_event_id(event.event_id)
+    builder.add(item_type, event_id, body, event.sdk)
+    queued = enqueue(st, builder)
+    if not queued.statuses:
+        return json_response(429, {"detail": "rate limited"}, queued.limit_headers)
+    return json_response(200, {"id": event_id})
+
+
+_batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def handle_batch(project_id: int) -> Response:
+    """PulseTrace's native batch: a JSON array of events, answered per event."""
+    st = state()
+    body = read_body(st)
+    info = authenticate(st, project_id, public_key_from_request())
+    try:
+        raw_events = _batch_decoder.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ApiError(400, f"the body must be a JSON array of events: {exc}", "invalid") from None
+    if not raw_events:
+        raise ApiError(400, "the batch is empty: send at least one event", "empty")
+    limit = st.settings.ingest_max_batch_events
+    if len(raw_events) > limit:
+        raise ApiError(
+            413, f"the batch has {len(raw_events)} events; at most {limit} per request",
+            "too_large",
+        )
+    builder = RowBuilder(st, info)
+    rejected: list[dict[str, Any]] = []
+    positions: list[int] = []  # index in the batch of each row handed to the queue
+    for index, raw in enumerate(raw_events):
+        payload = bytes(raw)
+        try:
+            event = validate_event(payload)
+            event_id = normalize_event_id(event.event_id)
+        except InvalidEvent as exc:
+            rejected.append({"index": index, "reason": str(exc)})
+            continue
+        except ApiError as exc:
+            rejected.append({"index": index, "reason": exc.message})
+            continue
+        item_type = "transaction" if event.type == "transaction" else "event"
+        builder.add(item_type, event_id, payload, event.sdk)
+        positions.append(index)
+    if rejected:
+        metrics.EVENTS_REJECTED.labels("invalid").inc(len(rejected))
+    queued = enqueue(st, builder)
+    accepted = []
+    for i, (position, event_id) in enumerate(zip(positions, builder.accepted.event_ids,
+                                                 strict=True)):
+        if i < len(queued.statuses):  # ACCEPTED, or DUPLICATE: an earlier copy was accepted
+            accepted.append(event_id)
+        else:
+            rejected.append({"index": position, "id": event_id, "reason": "rate_limited"})
+    rejected.sort(key=lambda r: r["index"])
+    if accepted:
+        status_code = 200
+    elif queued.limit_headers:
+        status_code = 429
+    else:
+        status_code = 400
+    return json_response(
+        status_code, {"accepted": accepted, "rejected": rejected}, queued.limit_headers
+    )
+
+
+@bp.route("/api/<int:project_id>/envelope/", methods=["POST", "OPTIONS"])
+def envelope(project_id: int) -> Response:
+    return guarded("envelope", project_id, handle_envelope)
+
+
+@bp.route("/api/<int:project_id>/store/", methods=["POST", "OPTIONS"])
+def store(project_id: int) -> Response:
+    return guarded("store", project_id, handle_store)
+
+
+@bp.route("/api/<int:project_id>/events/", methods=["POST", "OPTIONS"])
+def events(project_id: int) -> Response:
+    return guarded("events", project_id, handle_batch)

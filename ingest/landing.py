@@ -1,0 +1,159 @@
+"""Landing: accepted events travel through the Redis stream into ClickHouse `raw_events`.
+
+A landing row is encoded once by ingest (msgpack) and decoded here in batches. The drain
+reads with a consumer group and acknowledges entries only after ClickHouse took the insert,
+so a worker killed mid-batch loses nothing: its pending entries are re-read by itself after a
+failed insert, or claimed by any worker once they have been idle for `claim_idle_ms`.
+Re-inserting is harmless: `raw_events` collapses rows with the same (project, event id).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import redis
+from clickhouse_connect.driver.client import Client
+
+from ingest.queue import LANDING_GROUP, LANDING_STREAM
+
+
+class LandingRow(msgspec.Struct, array_like=True, frozen=True):
+    organization_id: int
+    project_id: int
+    event_id: str
+    item_type: str
+    received_at: float
+    client_ip: str
+    user_agent: str
+    ua_browser: str
+    ua_browser_version: str
+    ua_os: str
+    ua_os_version: str
+    ua_device: str
+    sdk_name: str
+    sdk_version: str
+    payload: bytes
+
+
+COLUMNS = [
+    "organization_id", "project_id", "event_id", "item_type", "received_at", "client_ip",
+    "user_agent", "ua_browser", "ua_browser_version", "ua_os", "ua_os_version", "ua_device",
+    "sdk_name", "sdk_version", "payload",
+]
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(LandingRow)
+
+
+def encode_row(row: LandingRow) -> bytes:
+    return _encoder.encode(row)
+
+
+def ensure_group(client: redis.Redis) -> None:
+    try:
+        client.xgroup_create(LANDING_STREAM, LANDING_GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class DrainResult:
+    batches: int = 0
+    rows: int = 0
+    oldest_received_at: float | None = None
+
+
+def _rows(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[list[Any]]:
+    rows = []
+    for _, fields in entries:
+        row = _decoder.decode(fields[b"r"])
+        rows.append([
+            row.organization_id, row.project_id, row.event_id, row.item_type,
+            datetime.fromtimestamp(row.received_at, UTC), row.client_ip, row.user_agent,
+            row.ua_browser, row.ua_browser_version, row.ua_os, row.ua_os_version, row.ua_device,
+            row.sdk_name, row.sdk_version, row.payload.decode("utf-8", "replace"),
+        ])
+    return rows
+
+
+def _next_entries(
+    client: redis.Redis, consumer: str, batch_size: int, claim_idle_ms: int
+) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    # 1. Our own pending entries (an insert of ours failed earlier).
+    own = client.xreadgroup(LANDING_GROUP, consumer, {LANDING_STREAM: "0"}, count=batch_size)
+    pending = [(entry_id, fields) for entry_id, fields in (own[0][1] if own else []) if fields]
+    if pending:
+        return pending
+    # 2. Entries a dead worker read but never acknowledged.
+    reply = client.xautoclaim(
+        LANDING_STREAM, LANDING_GROUP, consumer, claim_idle_ms, "0-0", count=batch_size
+    )
+    # Redis 6.2 answers [next, entries], 7+ adds deleted ids; a deleted entry has no fields.
+    claimed = [(entry_id, fields) for entry_id, fields in reply[1] if fields]
+    if claimed:
+        return claimed
+    # 3. New entries.
+    fresh = client.xreadgroup(LANDING_GROUP, consumer, {LANDING_STREAM: ">"}, count=batch_size)
+    return fresh[0][1] if fresh else []
+
+
+def drain(
+    client: redis.Redis,
+    warehouse: Client,
+    consumer: str,
+    batch_size: int = 5000,
+    max_seconds: float = 5.0,
+    claim_idle_ms: int = 10_000,
+) -> DrainResult:
+    """Land batches until the stream is empty or max_seconds have passed.
+
+    A warehouse error propagates with the batch still pending, so the caller can retry it.
+    """
+    ensure_group(client)
+    result = DrainResult()
+    deadline = time.monotonic() + max_seconds
+    while time.monotonic() < deadline:
+        entries = _next_entries(client, consumer, batch_size, claim_idle_ms)
+        if not entries:
+            break
+        rows = _rows(entries)
+        warehouse.insert("raw_events", rows, column_names=COLUMNS)
+        ids = [entry_id for entry_id, _ in entries]
+        pipe = client.pipeline(transaction=True)
+        pipe.xack(LANDING_STREAM, LANDING_GROUP, *ids)
+        pipe.xdel(LANDING_STREAM, *ids)
+        pipe.execute()
+        result.batches += 1
+        result.rows += len(rows)
+        oldest = min(row[4] for row in rows).timestamp()
+        if result.oldest_received_at is None or oldest < result.oldest_received_at:
+            result.oldest_received_at = oldest
+    return result
+
+
+HEARTBEAT_KEY = "pulsetrace:landing:heartbeat"
+
+
+def beat(client: redis.Redis) -> None:
+    """Each drain says it ran; `landing_worker_alive` is the worker's health check."""
+    client.set(HEARTBEAT_KEY, str(time.time()), ex=10)
+
+
+def landing_worker_alive(client: redis.Redis) -> bool:
+    return bool(client.exists(HEARTBEAT_KEY))
+
+
+def backlog(client: redis.Redis) -> int:
+    """Entries accepted but not yet landed (in the stream, delivered or not)."""
+    return int(client.xlen(LANDING_STREAM))
