@@ -8,103 +8,85 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from urllib.parse import quote
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+def _env(name: str) -> dict[str, str]:
+    """Field metadata: the environment variable that sets this field."""
+    return {"env": name}
+
+
+def _parse(name: str, raw: str, kind: object) -> object:
+    text = str(kind)
     try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
-
-
-def _env_str(name: str) -> str | None:
-    raw = os.environ.get(name)
-    return raw if raw else None
+        if "tuple" in text:
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if text in ("int", "<class 'int'>"):
+            return int(raw)
+        if text in ("float", "<class 'float'>"):
+            return float(raw)
+    except ValueError:
+        what = "an integer" if "int" in text else "a number"
+        raise ValueError(f"{name} must be {what}, got {raw!r}") from None
+    return raw
 
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path
-    host: str
-    ingest_port: int
-    dashboard_port: int
-    warehouse_port: int
-    dagster_port: int
-    postgres_port: int
-    redis_port: int
-    # External URLs; None means the embedded service in data_dir.
-    external_database_url: str | None = None
-    external_redis_url: str | None = None
-    external_clickhouse_url: str | None = None
-    external_blob_url: str | None = None
-    external_secret_key: str | None = None
-    public_ingest_url: str | None = None
-    s3_endpoint_url: str | None = None
-    warehouse_max_body_bytes: int = 256 * 1024 * 1024
-    warehouse_threads: int = 8
-    warehouse_user: str = "default"
-    warehouse_password: str = ""
-    ingest_max_body_bytes: int = 20 * 1024 * 1024
-    ingest_max_decompressed_bytes: int = 100 * 1024 * 1024
-    ingest_max_batch_events: int = 10_000
-    ingest_rate_limit_per_minute: int = 600_000
-    ingest_rate_limit_window_seconds: float = 60.0
-    ingest_key_cache_seconds: float = 5.0
-    ingest_trusted_proxies: tuple[str, ...] = ()
+    data_dir: Path = field(metadata=_env("PULSETRACE_DATA_DIR"))
+    host: str = field(default="127.0.0.1", metadata=_env("PULSETRACE_HOST"))
+    ingest_port: int = field(default=8000, metadata=_env("INGEST_PORT"))
+    dashboard_port: int = field(default=8050, metadata=_env("DASHBOARD_PORT"))
+    warehouse_port: int = field(default=8123, metadata=_env("WAREHOUSE_PORT"))
+    dagster_port: int = field(default=3000, metadata=_env("DAGSTER_PORT"))
+    postgres_port: int = field(default=54329, metadata=_env("POSTGRES_PORT"))
+    redis_port: int = field(default=63799, metadata=_env("REDIS_PORT"))
+    # External services; None means the embedded service in data_dir.
+    external_database_url: str | None = field(default=None, metadata=_env("DATABASE_URL"))
+    external_redis_url: str | None = field(default=None, metadata=_env("REDIS_URL"))
+    external_clickhouse_url: str | None = field(default=None, metadata=_env("CLICKHOUSE_URL"))
+    external_blob_url: str | None = field(default=None, metadata=_env("BLOB_URL"))
+    external_secret_key: str | None = field(default=None, metadata=_env("SECRET_KEY"))
+    public_ingest_url: str | None = field(default=None, metadata=_env("PUBLIC_INGEST_URL"))
+    s3_endpoint_url: str | None = field(default=None, metadata=_env("S3_ENDPOINT_URL"))
+    warehouse_max_body_bytes: int = field(
+        default=256 * 1024 * 1024, metadata=_env("WAREHOUSE_MAX_BODY_BYTES")
+    )
+    warehouse_threads: int = field(default=8, metadata=_env("WAREHOUSE_THREADS"))
+    warehouse_user: str = field(default="default", metadata=_env("WAREHOUSE_USER"))
+    warehouse_password: str = field(default="", metadata=_env("WAREHOUSE_PASSWORD"))
+    ingest_max_body_bytes: int = field(
+        default=20 * 1024 * 1024, metadata=_env("INGEST_MAX_BODY_BYTES")
+    )
+    ingest_max_decompressed_bytes: int = field(
+        default=100 * 1024 * 1024, metadata=_env("INGEST_MAX_DECOMPRESSED_BYTES")
+    )
+    ingest_max_batch_events: int = field(default=10_000, metadata=_env("INGEST_MAX_BATCH_EVENTS"))
+    ingest_rate_limit_per_minute: int = field(
+        default=600_000, metadata=_env("INGEST_RATE_LIMIT_PER_MINUTE")
+    )
+    ingest_rate_limit_window_seconds: float = field(
+        default=60.0, metadata=_env("INGEST_RATE_LIMIT_WINDOW_SECONDS")
+    )
+    ingest_key_cache_seconds: float = field(default=5.0, metadata=_env("INGEST_KEY_CACHE_SECONDS"))
+    # Peers whose X-Forwarded-For is believed (IPs or CIDRs, comma-separated).
+    ingest_trusted_proxies: tuple[str, ...] = field(
+        default=(), metadata=_env("INGEST_TRUSTED_PROXIES")
+    )
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> Settings:
-        root = Path(data_dir or os.environ.get("PULSETRACE_DATA_DIR") or ".pulsetrace")
-        return cls(
-            data_dir=root.resolve(),
-            host=os.environ.get("PULSETRACE_HOST", "127.0.0.1"),
-            ingest_port=_env_int("INGEST_PORT", 8000),
-            dashboard_port=_env_int("DASHBOARD_PORT", 8050),
-            warehouse_port=_env_int("WAREHOUSE_PORT", 8123),
-            dagster_port=_env_int("DAGSTER_PORT", 3000),
-            postgres_port=_env_int("POSTGRES_PORT", 54329),
-            redis_port=_env_int("REDIS_PORT", 63799),
-            external_database_url=_env_str("DATABASE_URL"),
-            external_redis_url=_env_str("REDIS_URL"),
-            external_clickhouse_url=_env_str("CLICKHOUSE_URL"),
-            external_blob_url=_env_str("BLOB_URL"),
-            external_secret_key=_env_str("SECRET_KEY"),
-            public_ingest_url=_env_str("PUBLIC_INGEST_URL"),
-            s3_endpoint_url=_env_str("S3_ENDPOINT_URL"),
-            warehouse_max_body_bytes=_env_int("WAREHOUSE_MAX_BODY_BYTES", 256 * 1024 * 1024),
-            warehouse_threads=_env_int("WAREHOUSE_THREADS", 8),
-            warehouse_user=os.environ.get("WAREHOUSE_USER", "default"),
-            warehouse_password=os.environ.get("WAREHOUSE_PASSWORD", ""),
-            ingest_max_body_bytes=_env_int("INGEST_MAX_BODY_BYTES", 20 * 1024 * 1024),
-            ingest_max_decompressed_bytes=_env_int(
-                "INGEST_MAX_DECOMPRESSED_BYTES", 100 * 1024 * 1024
-            ),
-            ingest_max_batch_events=_env_int("INGEST_MAX_BATCH_EVENTS", 10_000),
-            ingest_rate_limit_per_minute=_env_int("INGEST_RATE_LIMIT_PER_MINUTE", 600_000),
-            ingest_rate_limit_window_seconds=_env_float("INGEST_RATE_LIMIT_WINDOW_SECONDS", 60.0),
-            ingest_key_cache_seconds=_env_float("INGEST_KEY_CACHE_SECONDS", 5.0),
-            ingest_trusted_proxies=tuple(
-                p.strip() for p in os.environ.get("INGEST_TRUSTED_PROXIES", "").split(",")
-                if p.strip()
-            ),
-        )
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = os.environ.get(f.metadata["env"])
+            if raw not in (None, ""):
+                values[f.name] = _parse(f.metadata["env"], raw, f.type)
+        root = Path(data_dir or values.pop("data_dir", None) or ".pulsetrace")
+        values["data_dir"] = root.resolve()
+        return cls(**values)  # type: ignore[arg-type]
 
     # --- which services are embedded -------------------------------------------------
     @property
@@ -167,23 +149,24 @@ class Settings:
         return path.read_text().strip()
 
     def child_environment(self) -> dict[str, str]:
-        """The variables that point a child process at exactly this stack."""
-        return {
-            "PULSETRACE_DATA_DIR": str(self.data_dir),
-            "PULSETRACE_HOST": self.host,
+        """Every setting as a variable, so a child process sees exactly this stack; the
+        embedded services appear as the URLs they are served on."""
+        env = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                env[f.metadata["env"]] = (
+                    ",".join(value) if isinstance(value, tuple) else str(value)
+                )
+        env.update({
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
             "CLICKHOUSE_URL": self.clickhouse_url,
             "BLOB_URL": self.blob_url,
             "SECRET_KEY": self.secret_key,
             "PUBLIC_INGEST_URL": self.ingest_public_url,
-            "INGEST_PORT": str(self.ingest_port),
-            "DASHBOARD_PORT": str(self.dashboard_port),
-            "WAREHOUSE_PORT": str(self.warehouse_port),
-            "DAGSTER_PORT": str(self.dagster_port),
-            "WAREHOUSE_USER": self.warehouse_user,
-            "WAREHOUSE_PASSWORD": self.warehouse_password,
-        }
+        })
+        return env
 
 
 def get_settings() -> Settings:

@@ -34,38 +34,49 @@ def parse_user_agent(value: str) -> UserAgent:
     )
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_networks(proxies: tuple[str, ...]) -> list[Network]:
+    return [ipaddress.ip_network(p, strict=False) for p in proxies]
+
+
+def _is_trusted(address: str, trusted: list[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+def resolve_client_ip(
+    remote_addr: str | None, forwarded_for: str | None, trusted: list[Network]
+) -> str:
+    """The socket's peer, or, behind trusted proxies, the last X-Forwarded-For hop that is
+    not one of them (the first address a trusted proxy saw)."""
+    address = remote_addr or ""
+    if forwarded_for and _is_trusted(address, trusted):
+        for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+            address = hop
+            if not _is_trusted(hop, trusted):
+                break
+    return address
+
+
 @dataclass
 class IngestState:
     settings: Settings
     engine: Engine
     keys: KeyCache
     queue: LandingQueue
-    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(
-        default_factory=list
-    )
+    trusted_proxies: list[Network] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.trusted_proxies = [
-            ipaddress.ip_network(p, strict=False) for p in self.settings.ingest_trusted_proxies
-        ]
+        self.trusted_proxies = trusted_networks(self.settings.ingest_trusted_proxies)
 
     @staticmethod
     def parse_user_agent(value: str) -> UserAgent:
         return parse_user_agent(value)
 
-    def _trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.trusted_proxies)
-
     def client_ip(self, remote_addr: str | None, forwarded_for: str | None) -> str:
-        """The socket's peer, or, behind a trusted proxy, the last untrusted X-Forwarded-For hop."""
-        address = remote_addr or ""
-        if forwarded_for and self._trusted(address):
-            for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
-                address = hop
-                if not self._trusted(hop):
-                    break
-        return address
+        return resolve_client_ip(remote_addr, forwarded_for, self.trusted_proxies)

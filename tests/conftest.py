@@ -12,8 +12,10 @@ import pytest
 
 from core.embedded import postgres as embedded_postgres
 from core.embedded import redis as embedded_redis
-from core.embedded.process import ManagedProcess
+from core.embedded import warehouse_service
+from core.embedded.process import ManagedProcess, ServiceSpec
 from core.settings import Settings
+from core.warehouse import migrate
 
 
 def free_port() -> int:
@@ -32,6 +34,10 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     os.environ["POSTGRES_PORT"] = str(free_port())
     os.environ["REDIS_PORT"] = str(free_port())
     os.environ["WAREHOUSE_PORT"] = str(free_port())
+    os.environ["INGEST_PORT"] = str(free_port())
+    # Short enough for tests to watch a sliding window and a key revocation take effect.
+    os.environ["INGEST_RATE_LIMIT_WINDOW_SECONDS"] = "3"
+    os.environ["INGEST_KEY_CACHE_SECONDS"] = "1"
     try:
         return Settings.from_env(data_dir)
     finally:
@@ -47,6 +53,30 @@ def postgres_url(stack_settings: Settings) -> Iterator[str]:
     try:
         process.wait_healthy()
         yield stack_settings.database_url
+    finally:
+        process.stop()
+
+
+def start_service(spec: ServiceSpec, settings: Settings) -> ManagedProcess:
+    """Start a service as `pulsetrace up` does: with the stack's environment, until healthy."""
+    spec.env = {**settings.child_environment(), **spec.env}
+    process = ManagedProcess(spec)
+    process.start()
+    try:
+        process.wait_healthy()
+    except Exception:
+        process.stop()
+        raise
+    return process
+
+
+@pytest.fixture(scope="session")
+def warehouse_url(stack_settings: Settings) -> Iterator[str]:
+    """The chDB warehouse process for the session, migrated; yields CLICKHOUSE_URL."""
+    process = start_service(warehouse_service.service(stack_settings), stack_settings)
+    try:
+        migrate(stack_settings.clickhouse_url)
+        yield stack_settings.clickhouse_url
     finally:
         process.stop()
 

@@ -1,0 +1,105 @@
+"""A running write path for the ingest tests: PostgreSQL, Redis and the warehouse (from
+tests/conftest.py), the ingest server (granian) and the landing worker (Celery), started
+exactly as `pulsetrace up` starts them, plus a bootstrapped project."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.client import Client
+from sqlalchemy import update
+
+from cli.bootstrap import BootstrapResult, bootstrap
+from cli.stack import ingest_service, landing_worker_service
+from core import db
+from core.embedded.process import ManagedProcess
+from core.models import ProjectKey
+from core.settings import Settings
+from core.warehouse import connect
+from tests.conftest import start_service
+
+
+@dataclass
+class IngestStack:
+    settings: Settings
+    project: BootstrapResult
+    warehouse: Client
+    worker: ManagedProcess
+
+    @property
+    def url(self) -> str:
+        return self.settings.ingest_public_url
+
+    def endpoint(self, kind: str, project_id: int | None = None) -> str:
+        return f"{self.url}/api/{project_id or self.project.project_id}/{kind}/"
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        return {
+            "X-Sentry-Auth": f"Sentry sentry_key={key or self.project.public_key}, "
+            "sentry_version=7, sentry_client=pulsetrace-tests/1.0"
+        }
+
+    def landed(self, where: str, parameters: dict[str, Any], expected: int,
+               timeout: float = 30.0) -> list[tuple[Any, ...]]:
+        """Rows of raw_events (deduplicated) matching `where`, once there are `expected`."""
+        query = f"SELECT * FROM raw_events FINAL WHERE {where}"
+        deadline = time.monotonic() + timeout
+        rows: list[tuple[Any, ...]] = []
+        while time.monotonic() < deadline:
+            rows = self.warehouse.query(query, parameters=parameters).result_rows
+            if len(rows) >= expected:
+                return rows
+            time.sleep(0.2)
+        raise AssertionError(f"{len(rows)} of {expected} rows landed within {timeout} s")
+
+    def columns(self) -> list[str]:
+        return [r[0] for r in self.warehouse.query("DESCRIBE TABLE raw_events").result_rows]
+
+
+def new_project(settings: Settings) -> BootstrapResult:
+    return bootstrap(
+        settings, "Ingest Tests", f"proj-{uuid.uuid4().hex[:8]}", "ingest@tests.local",
+        "a long test password",
+    )
+
+
+@pytest.fixture(scope="session")
+def ingest_stack(
+    stack_settings: Settings, postgres_url: str, redis_url: str, warehouse_url: str
+) -> Iterator[IngestStack]:
+    db.upgrade(postgres_url)
+    project = new_project(stack_settings)
+    ingest = start_service(ingest_service(stack_settings), stack_settings)
+    worker = start_service(landing_worker_service(stack_settings), stack_settings)
+    client = connect(warehouse_url)
+    try:
+        yield IngestStack(stack_settings, project, client, worker)
+    finally:
+        client.close()
+        worker.stop()
+        ingest.stop()
+
+
+@pytest.fixture
+def fresh_project(ingest_stack: IngestStack) -> BootstrapResult:
+    """A project of its own, for tests that change keys or limits."""
+    return new_project(ingest_stack.settings)
+
+
+@pytest.fixture
+def set_key(ingest_stack: IngestStack) -> Callable[..., None]:
+    engine = db.make_engine(ingest_stack.settings.database_url)
+
+    def change(public_key: str, **values: Any) -> None:
+        with db.system_session(engine) as session, session.begin():
+            session.execute(
+                update(ProjectKey).where(ProjectKey.public_key == public_key).values(**values)
+            )
+
+    return change
+

@@ -1,0 +1,203 @@
+"""Rate limits, retries, CORS, metrics and faults on the write path."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+from collections.abc import Callable
+
+import requests
+
+from cli.bootstrap import BootstrapResult
+from cli.stack import ingest_service, landing_worker_service
+from core.embedded.process import ManagedProcess
+from core.settings import Settings
+from tests.conftest import free_port, start_service
+from tests.ingest.conftest import IngestStack
+from tests.ingest.test_bad_input import an_event, envelope, post
+
+
+def test_a_retried_event_lands_once(ingest_stack: IngestStack) -> None:
+    event = an_event()
+    body = envelope(event)
+    for _ in range(3):  # an SDK retrying after a timeout
+        response = post(ingest_stack, "envelope", body)
+        assert response.status_code == 200
+        assert response.json() == {"id": event["event_id"]}
+    post(ingest_stack, "store", json.dumps(event).encode())
+    time.sleep(2)  # several landing cycles
+    rows = ingest_stack.warehouse.query(
+        "SELECT count() FROM raw_events WHERE event_id = {id:UUID}",  # no FINAL: really once
+        parameters={"id": event["event_id"]},
+    ).result_rows
+    assert rows[0][0] == 1
+
+
+def test_rate_limit_slides_and_tells_sdks_to_back_off(
+    ingest_stack: IngestStack, fresh_project: BootstrapResult, set_key: Callable[..., None]
+) -> None:
+    # 400/min over the tests' 3 s window = 20 events per window.
+    set_key(fresh_project.public_key, rate_limit_per_minute=400)
+    time.sleep(1.2)  # the key cache (1 s in tests) picks the limit up
+    window = ingest_stack.settings.ingest_rate_limit_window_seconds
+    pid, key = fresh_project.project_id, fresh_project.public_key
+
+    def send(n: int) -> requests.Response:
+        return post(ingest_stack, "events", json.dumps([an_event() for _ in range(n)]).encode(),
+                    project_id=pid, key=key)
+
+    # Fill most of the window late in it, then cross the edge of a fixed window.
+    first = send(15)
+    assert len(first.json()["accepted"]) == 15
+    time.sleep(window / 2)
+    second = send(15)
+    body = second.json()
+    # A fixed window restarting here would take all 15 (a 2x burst); the sliding one takes 5.
+    assert len(body["accepted"]) == 5, body
+    assert [r["reason"] for r in body["rejected"]] == ["rate_limited"] * 10
+    assert int(second.headers["Retry-After"]) >= 1
+    assert second.headers["X-Sentry-Rate-Limits"].endswith("::key:key_quota")
+
+    refused = post(ingest_stack, "envelope", envelope(an_event()), project_id=pid, key=key)
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= window + 1
+    assert "X-Sentry-Rate-Limits" in refused.headers
+
+    time.sleep(window + 0.5)  # the whole window has slid past: full allowance again
+    assert len(send(20).json()["accepted"]) == 20
+    assert send(1).status_code == 429
+
+
+def test_cors_preflight_and_origins(
+    ingest_stack: IngestStack, fresh_project: BootstrapResult, set_key: Callable[..., None]
+) -> None:
+    url = f"{ingest_stack.endpoint('envelope', fresh_project.project_id)}" \
+          f"?sentry_key={fresh_project.public_key}&sentry_version=7"
+    origin = {"Origin": "https://shop.example.com"}
+    pre = requests.options(url, headers={**origin, "Access-Control-Request-Method": "POST"},
+                           timeout=10)
+    assert pre.status_code == 200
+    assert pre.headers["Access-Control-Allow-Origin"] == "https://shop.example.com"
+    assert "POST" in pre.headers["Access-Control-Allow-Methods"]
+    ok = requests.post(url, data=envelope(an_event()), headers=origin, timeout=10)
+    assert ok.status_code == 200
+    assert ok.headers["Access-Control-Allow-Origin"] == "https://shop.example.com"
+
+    from sqlalchemy import update
+
+    from core import db
+    from core.models import Project
+
+    engine = db.make_engine(ingest_stack.settings.database_url)
+    with db.system_session(engine) as session, session.begin():
+        session.execute(update(Project).where(Project.id == fresh_project.project_id)
+                        .values(allowed_origins=["https://shop.example.com"]))
+    time.sleep(1.2)
+    other = requests.post(url, data=envelope(an_event()),
+                          headers={"Origin": "https://evil.example"}, timeout=10)
+    assert other.status_code == 403
+    assert "origin is not allowed" in other.json()["detail"]
+    assert requests.post(url, data=envelope(an_event()), headers=origin,
+                         timeout=10).status_code == 200
+
+
+def test_session_and_client_report_items_are_accepted_and_counted(
+    ingest_stack: IngestStack,
+) -> None:
+    session = json.dumps({"sid": uuid.uuid4().hex, "status": "ok", "init": True}).encode()
+    report = json.dumps({"discarded_events": []}).encode()
+    attachment = b"\x00binary\n\nlog"
+    body = b"\n".join([
+        b"{}",
+        json.dumps({"type": "session"}).encode(), session,
+        json.dumps({"type": "client_report"}).encode(), report,
+        json.dumps({"type": "attachment", "length": len(attachment),
+                    "filename": "app.log"}).encode(), attachment,
+    ]) + b"\n"
+    response = post(ingest_stack, "envelope", body)
+    assert response.status_code == 200, response.text
+    metrics = requests.get(f"{ingest_stack.url}/metrics", timeout=10).text
+    for item_type in ("session", "client_report", "attachment"):
+        assert f'pulsetrace_ingest_items_counted_total{{item_type="{item_type}"}}' in metrics
+
+
+def test_metrics_count_accepted_rejected_and_landing(ingest_stack: IngestStack) -> None:
+    post(ingest_stack, "envelope", envelope(an_event()))
+    post(ingest_stack, "envelope", b"{broken")
+    time.sleep(1.5)
+    metrics = requests.get(f"{ingest_stack.url}/metrics", timeout=10).text
+    for name in ('pulsetrace_ingest_events_accepted_total{item_type="event"}',
+                 'pulsetrace_ingest_events_rejected_total{reason="invalid"}',
+                 "pulsetrace_ingest_request_seconds_bucket",
+                 "pulsetrace_landing_batch_rows_count",
+                 "pulsetrace_landing_lag_seconds_count",
+                 "pulsetrace_landing_queue_depth"):
+        assert name in metrics, name
+
+
+def test_redis_down_is_503_with_retry_after(stack_settings: Settings, ingest_stack: IngestStack,
+                                            monkeypatch: object) -> None:
+    import dataclasses
+
+    dead = dataclasses.replace(
+        stack_settings, ingest_port=free_port(),
+        external_redis_url=f"redis://127.0.0.1:{free_port()}/0",
+    )
+    spec = ingest_service(dead)
+    spec.health = lambda: requests.get(f"{spec.url}/health", timeout=2).status_code == 503
+    ingest = start_service(spec, dead)
+    try:
+        response = requests.post(f"{spec.url}/api/{ingest_stack.project.project_id}/envelope/",
+                                 data=envelope(an_event()), headers=ingest_stack.auth(),
+                                 timeout=30)
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "5"
+        assert "retry later" in response.json()["detail"]
+    finally:
+        ingest.stop()
+
+
+def test_killing_the_worker_mid_batch_loses_nothing(ingest_stack: IngestStack) -> None:
+    ingest_stack.worker.stop()  # events pile up in Redis while no worker runs
+    marker = uuid.uuid4().hex
+    accepted: list[str] = []
+    for _ in range(6):
+        batch = [an_event(tags={"fault": marker}) for _ in range(5000)]
+        response = post(ingest_stack, "events", json.dumps(batch).encode())
+        assert response.status_code == 200
+        accepted += response.json()["accepted"]
+    assert len(accepted) == 30_000
+
+    def landed() -> int:
+        return int(ingest_stack.warehouse.command(
+            "SELECT count() FROM raw_events FINAL WHERE position(payload, {m:String}) > 0",
+            parameters={"m": marker},
+        ))
+
+    settings = ingest_stack.settings
+    worker = start_service(landing_worker_service(settings), settings)
+    deadline = time.monotonic() + 60
+    while landed() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert worker.proc is not None
+    worker.proc.send_signal(signal.SIGKILL)  # mid-drain: some batches read, not acknowledged
+    worker.stop()
+    assert landed() < 30_000, "the worker finished before it could be killed"
+
+    ingest_stack.worker = replacement = start_service(landing_worker_service(settings), settings)
+    deadline = time.monotonic() + 90
+    while landed() < 30_000 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert landed() == 30_000
+    ids = ingest_stack.warehouse.query(
+        "SELECT lower(replaceAll(toString(event_id), '-', '')) FROM raw_events FINAL"
+        " WHERE position(payload, {m:String}) > 0",
+        parameters={"m": marker},
+    ).result_rows
+    assert sorted(r[0] for r in ids) == sorted(accepted)  # every 200, exactly once
+    assert replacement.running()
+
+
+__all__ = ["ManagedProcess"]

@@ -1,0 +1,73 @@
+"""Pure pieces of the ingest: envelope parsing, decoding limits, client IP behind proxies."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from core.settings import Settings
+from ingest.decoding import BadEncoding, BodyTooLarge, decode_body
+from ingest.envelope import EnvelopeError, parse_envelope
+from ingest.state import parse_user_agent, resolve_client_ip, trusted_networks
+
+
+def test_envelope_items_with_and_without_length() -> None:
+    binary = b"a\n\nb\x00"
+    body = (b'{"event_id":"9ec79c33ec9942ab8353589fcb2e04dc"}\n'
+            b'{"type":"attachment","length":5}\n' + binary + b"\n"
+            b'{"type":"event"}\n{"message":"no length"}\n'
+            b"\n"
+            b'{"type":"session"}\n{"sid":"x"}')  # no trailing newline
+    envelope = parse_envelope(body)
+    assert envelope.headers["event_id"] == "9ec79c33ec9942ab8353589fcb2e04dc"
+    assert [(i.type, i.payload) for i in envelope.items] == [
+        ("attachment", binary), ("event", b'{"message":"no length"}'), ("session", b'{"sid":"x"}'),
+    ]
+
+
+@pytest.mark.parametrize(("body", "text"), [
+    (b'{}\n{"type":"event","length":-1}\n', "invalid length"),
+    (b'{}\n{"type":"event","length":true}\n{}', "invalid length"),
+    (b"[]\n", "must be a JSON object"),
+])
+def test_envelope_errors_say_what_is_wrong(body: bytes, text: str) -> None:
+    with pytest.raises(EnvelopeError, match=text):
+        parse_envelope(body)
+
+
+def test_envelope_item_count_is_bounded() -> None:
+    body = b"{}\n" + b'{"type":"session"}\n{}\n' * 1001
+    with pytest.raises(EnvelopeError, match="more than 1000 items"):
+        parse_envelope(body)
+
+
+def test_decoding_limits_apply_to_the_decompressed_size() -> None:
+    data = gzip.compress(b"x" * 5000)
+    assert decode_body(data, "gzip", 5000) == b"x" * 5000
+    with pytest.raises(BodyTooLarge):
+        decode_body(data, "gzip", 4999)
+    with pytest.raises(BodyTooLarge):
+        decode_body(b"x" * 10, None, 9)
+    with pytest.raises(BadEncoding, match="truncated"):
+        decode_body(data[:-8], "gzip", 10_000)
+
+
+def test_client_ip_believes_forwarded_for_only_from_trusted_proxies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INGEST_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1")
+    trusted = trusted_networks(Settings.from_env("/tmp/unused").ingest_trusted_proxies)
+    # Not behind a trusted proxy: the header is the client's own claim, ignored.
+    assert resolve_client_ip("203.0.113.9", "1.2.3.4", trusted) == "203.0.113.9"
+    # Behind trusted proxies: the last hop that is not one of them.
+    hops = "1.2.3.4, 198.51.100.7, 192.168.1.1"
+    assert resolve_client_ip("10.1.2.3", hops, trusted) == "198.51.100.7"
+    assert resolve_client_ip("10.1.2.3", None, trusted) == "10.1.2.3"
+
+
+def test_user_agent_is_parsed_into_browser_os_and_device() -> None:
+    ua = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+          "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1")
+    assert parse_user_agent(ua) == ("Mobile Safari", "17.5", "iOS", "17.5", "iPhone")
+    assert parse_user_agent("") == ("", "", "", "", "")
