@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -19,13 +18,9 @@ from pathlib import Path
 
 import psutil
 
+from core.embedded.process import free_port
+
 PULSETRACE = str(Path(sys.executable).parent / "pulsetrace")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def resident_bytes(root: psutil.Process) -> int:

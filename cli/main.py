@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 from core.settings import Settings
 
@@ -72,22 +71,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_warehouse_serve(args: argparse.Namespace) -> int:
-    from core.embedded.warehouse import serve
-
-    settings = Settings.from_env()
-    serve(
-        data_dir=Path(args.data_dir) if args.data_dir else settings.data_dir / "warehouse",
-        host=args.host,
-        port=args.port or settings.warehouse_port,
-        user=settings.warehouse_user,
-        password=settings.warehouse_password,
-        threads=settings.warehouse_threads,
-        max_body_bytes=settings.warehouse_max_body_bytes,
-    )
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pulsetrace", description="Self-hosted error tracking and performance monitoring."
@@ -126,15 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     wh = commands.add_parser("warehouse", help="the embedded ClickHouse (chDB) warehouse")
     wh_commands = wh.add_subparsers(dest="warehouse_command", required=True)
-    serve = wh_commands.add_parser("serve", help="serve chDB over ClickHouse HTTP")
-    serve.add_argument("--data-dir", help="the chDB data dir (default .pulsetrace/warehouse)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, help="default 8123 (WAREHOUSE_PORT)")
-    serve.set_defaults(func=cmd_warehouse_serve)
+    wh_commands.add_parser(
+        "serve", add_help=False, help="serve a chDB data dir over ClickHouse's HTTP protocol"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["warehouse", "serve"]:
+        # The warehouse owns its options; `pulsetrace warehouse serve --help` lists them.
+        from core.embedded.warehouse.server import main as serve_warehouse
+
+        serve_warehouse(argv[2:])
+        return 0
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

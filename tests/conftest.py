@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,15 +12,9 @@ import pytest
 from core.embedded import postgres as embedded_postgres
 from core.embedded import redis as embedded_redis
 from core.embedded import warehouse_service
-from core.embedded.process import ManagedProcess, ServiceSpec
+from core.embedded.process import ManagedProcess, ServiceSpec, free_port
 from core.settings import Settings
 from core.warehouse import migrate
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import contextlib
 import os
 import pwd
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -123,10 +124,11 @@ class ManagedProcess:
             f"{self.spec.name} was not healthy after {self.spec.startup_timeout:.0f} s"
         )
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """Signal the whole process group, then SIGKILL whatever is left after the timeout."""
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """Signal the whole process group, then SIGKILL whatever is left after the timeout.
+        Returns the exit code (None if it never started)."""
         if self.proc is None:
-            return
+            return None
         try:
             group = os.getpgid(self.proc.pid)
         except ProcessLookupError:
@@ -147,6 +149,7 @@ class ManagedProcess:
                 proc.kill()
         if self._log_thread is not None:
             self._log_thread.join(timeout=2)
+        return self.proc.returncode
 
 
 def _signal_group(group: int, sig: int) -> None:
@@ -163,6 +166,13 @@ def _group_members(group: int) -> list[psutil.Process]:
         except (ProcessLookupError, psutil.NoSuchProcess):
             continue
     return members
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for tests and benchmarks)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def python_module_argv(module: str, *args: str) -> list[str]:

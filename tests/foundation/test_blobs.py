@@ -10,8 +10,8 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from core.blobs import BlobNotFound, BlobStore, blob_store
+from core.embedded.process import free_port
 from core.settings import Settings
-from tests.conftest import free_port
 
 
 @pytest.fixture(scope="module")

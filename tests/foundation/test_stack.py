@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import redis
 
-from tests.conftest import free_port
+from core.embedded.process import free_port
 
 PULSETRACE = str(Path(sys.executable).parent / "pulsetrace")
 

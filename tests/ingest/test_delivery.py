@@ -12,9 +12,9 @@ import requests
 
 from cli.bootstrap import BootstrapResult
 from cli.stack import ingest_service, landing_worker_service
-from core.embedded.process import ManagedProcess
+from core.embedded.process import ManagedProcess, free_port
 from core.settings import Settings
-from tests.conftest import free_port, start_service
+from tests.conftest import start_service
 from tests.ingest.conftest import IngestStack
 from tests.ingest.test_bad_input import an_event, envelope, post
 
