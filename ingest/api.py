@@ -243,8 +243,8 @@ def preflight(project_id: int) -> Response:
     if key:
         try:
             authenticate(st, project_id, key)
-        except ApiError as exc:
-            return json_response(exc.status, {"detail": exc.message})
+        except ApiError as exc:  # with CORS headers, so the page can read why
+            return with_cors(json_response(exc.status, {"detail": exc.message}))
     response = Response(status=200)
     response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
     response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
@@ -305,7 +305,9 @@ def handle_envelope(project_id: int) -> Response:
         return json_response(429, {"detail": "rate limited"}, queued.limit_headers)
     first = builder.accepted.event_ids[0] if builder.accepted.event_ids else None
     answer_id = normalize_event_id(header_id) if header_id else first
-    return json_response(200, {"id": answer_id}, queued.limit_headers)
+    # Like Sentry: the event's id, or an empty object for envelopes without one (sessions).
+    body = {"id": answer_id} if answer_id else {}
+    return json_response(200, body, queued.limit_headers)
 
 
 def _legacy_store_body(body: bytes) -> bytes:

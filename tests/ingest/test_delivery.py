@@ -102,6 +102,13 @@ def test_cors_preflight_and_origins(
     assert requests.post(url, data=envelope(an_event()), headers=origin,
                          timeout=10).status_code == 200
 
+    # A refused preflight still carries CORS headers, so the page can read why.
+    bad = requests.options(url.replace(fresh_project.public_key, "f" * 32), headers=origin,
+                           timeout=10)
+    assert bad.status_code == 403
+    assert bad.headers["Access-Control-Allow-Origin"] == "https://shop.example.com"
+    assert "unknown DSN key" in bad.json()["detail"]
+
 
 def test_session_and_client_report_items_are_accepted_and_counted(
     ingest_stack: IngestStack,
