@@ -1,7 +1,7 @@
 """The official @sentry/browser, in headless Chromium, reports to a running ingest: an uncaught
 error, an unhandled rejection, a captured exception and a message all land in raw_events.
 
-Needs Debian's chromium and tests/ingest/browser/node_modules (scripts/setup-browser). The page
+Needs Debian's chromium and tests/ingest/browser/node_modules (scripts/setup-test-deps). The page
 is served from its own port, so every envelope is a real cross-origin request to the ingest.
 """
 
@@ -46,8 +46,8 @@ CHROME_FAMILIES = {"Chrome", "Chromium", "HeadlessChrome"}
 @pytest.fixture(scope="module", autouse=True)
 def _browser_prerequisites() -> None:
     # scripts/test installs both; missing ones are a failure to say so, never a skip.
-    assert shutil.which(CHROMIUM), "chromium is missing: run scripts/setup-browser"
-    assert (PAGE_DIR / "node_modules").is_dir(), "npm packages missing: run scripts/setup-browser"
+    assert shutil.which(CHROMIUM), "chromium is missing: run scripts/setup-test-deps"
+    assert (PAGE_DIR / "node_modules").is_dir(), "npm packages missing: run scripts/setup-test-deps"
 
 
 class _PageHandler(SimpleHTTPRequestHandler):
