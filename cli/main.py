@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from datetime import UTC, datetime
 
 from core.settings import Settings
 
@@ -71,6 +72,27 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reprocess(args: argparse.Namespace) -> int:
+    from core import db
+    from core.blobs import blob_store
+    from core.warehouse import connect
+    from orchestration.processing import reprocess_window
+
+    try:
+        settings = _settings_for_running_stack(args.data_dir)
+        start, end = (datetime.fromisoformat(v) for v in (args.start, args.end))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"reprocess failed: {exc}", file=sys.stderr)
+        return 1
+    start, end = (v if v.tzinfo else v.replace(tzinfo=UTC) for v in (start, end))
+    result = reprocess_window(connect(settings.clickhouse_url), db.make_engine(
+        settings.database_url), blob_store(settings), start, end)
+    print(f"reprocessed {result.raw} raw events: {result.events} events, "
+          f"{result.transactions} transactions, {result.feedback} feedback, "
+          f"{result.new_issues} new issues")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pulsetrace", description="Self-hosted error tracking and performance monitoring."
@@ -106,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
         commands.add_parser("migrate", help="apply PostgreSQL and warehouse migrations")
     )
     migrate.set_defaults(func=cmd_migrate)
+
+    reprocess = with_data_dir(commands.add_parser(
+        "reprocess", help="run the processing pipeline again over raw events landed in a range"
+    ))
+    reprocess.add_argument("--from", dest="start", required=True,
+                           help="ISO time, e.g. 2026-11-27T10:00 (UTC unless it says)")
+    reprocess.add_argument("--to", dest="end", required=True, help="ISO time (exclusive)")
+    reprocess.set_defaults(func=cmd_reprocess)
 
     wh = commands.add_parser("warehouse", help="the embedded ClickHouse (chDB) warehouse")
     wh_commands = wh.add_subparsers(dest="warehouse_command", required=True)

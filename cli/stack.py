@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from core import db, warehouse
+from core import db, heartbeat, warehouse
 from core.embedded import postgres, redis, warehouse_service
 from core.embedded.process import ManagedProcess, ServiceFailed, ServiceSpec, python_module_argv
 from core.redis import redis_client
 from core.settings import Settings
-from ingest.landing import HEARTBEAT_KEY, landing_worker_alive
 
 STACK_FILE = "run/stack.json"
 LOCK_FILE = "run/up.lock"
@@ -111,18 +110,62 @@ def landing_worker_service(settings: Settings) -> ServiceSpec:
     return ServiceSpec(
         name="worker",
         argv=argv,
-        health=lambda: landing_worker_alive(redis_client(settings.redis_url)),
+        health=lambda: heartbeat.alive(redis_client(settings.redis_url), heartbeat.LANDING),
         url="(Celery on Redis; lands events in raw_events)",
         env={"PROMETHEUS_MULTIPROC_DIR": str(prometheus_dir(settings))},
         log_file=settings.data_dir / "logs" / "worker.log",
         # A heartbeat left by a previous run must not pass for this worker's.
-        prepare=lambda: redis_client(settings.redis_url).delete(HEARTBEAT_KEY),
+        prepare=lambda: heartbeat.forget(redis_client(settings.redis_url), heartbeat.LANDING),
+    )
+
+
+def prepare_dagster_home(settings: Settings) -> None:
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        # No telemetry: the machine may have no internet, and users' data stays theirs.
+        config.write_text("telemetry:\n  enabled: false\n")
+
+
+def processing_service(settings: Settings) -> ServiceSpec:
+    return ServiceSpec(
+        name="processing",
+        argv=python_module_argv("orchestration.runner"),
+        health=lambda: heartbeat.alive(redis_client(settings.redis_url), heartbeat.PROCESSING),
+        url="(Dagster micro-batches: raw_events -> events, issues)",
+        log_file=settings.data_dir / "logs" / "processing.log",
+        prepare=lambda: (prepare_dagster_home(settings),
+                         heartbeat.forget(redis_client(settings.redis_url), heartbeat.PROCESSING)),
+        startup_timeout=120.0,
+    )
+
+
+def dagster_ui_service(settings: Settings) -> ServiceSpec:
+    url = f"http://{settings.host}:{settings.dagster_port}"
+    return ServiceSpec(
+        name="dagster",
+        argv=[
+            str(Path(sys.executable).parent / "dagster-webserver"),
+            "-m", "orchestration.definitions",
+            "-h", settings.host, "-p", str(settings.dagster_port),
+        ],
+        health=lambda: http_ok(f"{url}/server_info"),
+        url=url,
+        log_file=settings.data_dir / "logs" / "dagster.log",
+        prepare=lambda: prepare_dagster_home(settings),
+        startup_timeout=120.0,
     )
 
 
 def product_processes(settings: Settings) -> list[ServiceSpec]:
-    """PulseTrace's own processes; Dagster and the dashboard join here as they land."""
-    return [ingest_service(settings), landing_worker_service(settings)]
+    """PulseTrace's own processes; the dashboard joins here when it lands."""
+    return [
+        ingest_service(settings),
+        landing_worker_service(settings),
+        processing_service(settings),
+        dagster_ui_service(settings),
+    ]
 
 
 def prometheus_dir(settings: Settings) -> Path:

@@ -191,6 +191,11 @@ class Project(TenantScoped, Base):
     allowed_origins: Mapped[list[str]] = mapped_column(
         default=lambda: ["*"], server_default=text("'[\"*\"]'")
     )
+    # Per-project options, e.g. {"scrubbing": {"ip_mode": "hash", "extra_patterns": [...],
+    # "safe_fields": [...]}}.
+    settings: Mapped[dict[str, Any]] = mapped_column(
+        default=dict, server_default=text("'{}'")
+    )
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     organization: Mapped[Organization] = relationship(back_populates="projects")
@@ -302,6 +307,8 @@ class Artifact(TenantScoped, Base):
         ),
         # dist is '' rather than NULL when absent: a UNIQUE treats NULLs as all different.
         UniqueConstraint("release_id", "dist", "name"),
+        # Source maps are found by the debug id the bundler wrote into bundle and map.
+        Index("ix_artifacts_organization_id_debug_id", "organization_id", "debug_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -314,6 +321,7 @@ class Artifact(TenantScoped, Base):
     content_type: Mapped[str] = mapped_column(
         String(255), server_default="application/octet-stream"
     )
+    debug_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     release: Mapped[Release] = relationship(back_populates="artifacts", foreign_keys=[release_id])
@@ -340,6 +348,10 @@ class Issue(TenantScoped, Base):
             ["resolved_in_release_id", "organization_id"],
             ["releases.id", "releases.organization_id"],
         ),
+        ForeignKeyConstraint(
+            ["regressed_in_release_id", "organization_id"],
+            ["releases.id", "releases.organization_id"],
+        ),
         UniqueConstraint("project_id", "fingerprint_hash"),
         # The issue stream: one project's issues of a status, most recent first.
         Index("ix_issues_project_id_status_last_seen", "project_id", "status", "last_seen"),
@@ -362,6 +374,9 @@ class Issue(TenantScoped, Base):
     times_seen: Mapped[int] = mapped_column(server_default="1")
     first_release_id: Mapped[int | None] = mapped_column()
     resolved_in_release_id: Mapped[int | None] = mapped_column()
+    resolved_at: Mapped[datetime | None]
+    # The release whose event reopened a resolved issue (substatus regressed).
+    regressed_in_release_id: Mapped[int | None] = mapped_column()
     assignee_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
@@ -453,6 +468,17 @@ class ApiToken(TenantScoped, Base):
     expires_at: Mapped[datetime | None]  # None: never expires
 
     user: Mapped[User] = relationship(foreign_keys=[user_id])
+
+
+
+class PipelineCursor(Base):
+    """Where a processing pipeline has got to in raw_events (system data, not a tenant's)."""
+
+    __tablename__ = "pipeline_cursors"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    position: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 # Importing the models installs the session guard too, whichever of core.models / core.db a

@@ -131,6 +131,11 @@ class Settings:
     def ingest_public_url(self) -> str:
         return (self.public_ingest_url or f"http://{self.host}:{self.ingest_port}").rstrip("/")
 
+    @property
+    def dagster_home(self) -> Path:
+        """Dagster's instance (runs, event log) for the runner and the Dagster UI."""
+        return self.data_dir / "dagster"
+
     @cached_property
     def secret_key(self) -> str:
         return self.external_secret_key or self.local_secret("secret_key")
@@ -165,6 +170,7 @@ class Settings:
             "BLOB_URL": self.blob_url,
             "SECRET_KEY": self.secret_key,
             "PUBLIC_INGEST_URL": self.ingest_public_url,
+            "DAGSTER_HOME": str(self.dagster_home),
         })
         return env
 

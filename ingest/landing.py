@@ -142,18 +142,6 @@ def drain(
     return result
 
 
-HEARTBEAT_KEY = "pulsetrace:landing:heartbeat"
-
-
-def beat(client: redis.Redis) -> None:
-    """Each drain says it ran; `landing_worker_alive` is the worker's health check."""
-    client.set(HEARTBEAT_KEY, str(time.time()), ex=10)
-
-
-def landing_worker_alive(client: redis.Redis) -> bool:
-    return bool(client.exists(HEARTBEAT_KEY))
-
-
 def backlog(client: redis.Redis) -> int:
     """Entries accepted but not yet landed (in the stream, delivered or not)."""
     return int(client.xlen(LANDING_STREAM))

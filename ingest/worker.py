@@ -15,6 +15,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 from celery.utils.log import get_task_logger
 
+from core import heartbeat
 from core.redis import redis_client
 from core.settings import get_settings
 from core.warehouse import warehouse_client
@@ -72,7 +73,7 @@ _backoff = Backoff()
 @celery_app.task(name="ingest.land_events", ignore_result=True)
 def land_events() -> int:
     redis = redis_client(settings.redis_url)
-    landing.beat(redis)
+    heartbeat.beat(redis, heartbeat.LANDING)
     if not _backoff.ready():
         return 0
     try:

@@ -84,3 +84,7 @@ def redis_url(stack_settings: Settings) -> Iterator[str]:
         yield stack_settings.redis_url
     finally:
         process.stop()
+
+
+# The running write path (ingest + landing worker) and its helpers, for every suite.
+from tests.stack import fresh_project, ingest_stack, set_key  # noqa: E402, F401

@@ -1,6 +1,7 @@
 -- Processed, PII-scrubbed error and message events, one row per event.
--- Sorted for the product's queries: a project's events in a time range, then per issue.
--- The event id is last in the key so a reprocessed event replaces itself (same timestamp).
+-- Sorted for the product's queries: a project's events in a time range; the bloom index finds
+-- an issue's events. The key holds no issue id, so a reprocessed event replaces itself even
+-- if it was grouped differently the second time.
 CREATE TABLE IF NOT EXISTS events
 (
     organization_id UInt64,
@@ -35,7 +36,7 @@ CREATE TABLE IF NOT EXISTS events
     sdk_name LowCardinality(String),
     sdk_version LowCardinality(String),
     url String,
-    tags Map(LowCardinality(String), String),
+    tags Nested(key LowCardinality(String), value String),
     fingerprint Array(String),
     stacktrace String CODEC(ZSTD(3)),
     breadcrumbs String CODEC(ZSTD(3)),
@@ -46,4 +47,4 @@ CREATE TABLE IF NOT EXISTS events
 )
 ENGINE = ReplacingMergeTree(processed_at)
 PARTITION BY toYYYYMM(timestamp)
-ORDER BY (project_id, toStartOfDay(timestamp), issue_id, event_id);
+ORDER BY (project_id, toStartOfDay(timestamp), event_id);

@@ -25,8 +25,8 @@ CREATE TABLE IF NOT EXISTS transactions
     http_method LowCardinality(String),
     http_status_code UInt16,
     url String,
-    measurements Map(LowCardinality(String), Float64),
-    tags Map(LowCardinality(String), String),
+    measurements Nested(name LowCardinality(String), value Float64),
+    tags Nested(key LowCardinality(String), value String),
     spans Nested
     (
         op LowCardinality(String),

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from cli.bootstrap import BootstrapResult
-from tests.ingest.conftest import IngestStack
+from tests.stack import IngestStack
 
 
 def envelope(*events: dict[str, object], header: dict[str, object] | None = None) -> bytes:

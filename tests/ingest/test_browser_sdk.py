@@ -29,7 +29,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from tests.ingest.conftest import IngestStack
+from tests.stack import IngestStack
 
 PAGE_DIR = Path(__file__).with_name("browser")
 CHROMIUM = "/usr/bin/chromium"

@@ -15,8 +15,8 @@ from cli.stack import ingest_service, landing_worker_service
 from core.embedded.process import ManagedProcess, free_port
 from core.settings import Settings
 from tests.conftest import start_service
-from tests.ingest.conftest import IngestStack
 from tests.ingest.test_bad_input import an_event, envelope, post
+from tests.stack import IngestStack
 
 
 def test_a_retried_event_lands_once(ingest_stack: IngestStack) -> None:

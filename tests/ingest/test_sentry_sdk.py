@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.ingest.conftest import IngestStack
+from tests.stack import IngestStack
 
 APP = Path(__file__).with_name("sentry_app.py")
 

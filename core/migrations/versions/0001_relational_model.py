@@ -43,6 +43,7 @@ TABLES = (
     "alert_rules",
     "audit_log_entries",
     "api_tokens",
+    "pipeline_cursors",
 )
 
 
@@ -161,6 +162,7 @@ def upgrade() -> None:
             server_default=sa.text("""'["*"]'"""),
             nullable=False,
         ),
+        sa.Column("settings", postgresql.JSONB(), server_default=sa.text("'{}'"), nullable=False),
         _timestamp("created_at"),
         sa.PrimaryKeyConstraint("id", name="pk_projects"),
         sa.UniqueConstraint("organization_id", "slug", name="uq_projects_organization_id_slug"),
@@ -234,12 +236,15 @@ def upgrade() -> None:
             server_default="application/octet-stream",
             nullable=False,
         ),
+        sa.Column("debug_id", sa.String(64), nullable=True),
         _timestamp("created_at"),
         sa.PrimaryKeyConstraint("id", name="pk_artifacts"),
         _in_org("artifacts", "release_id", "releases", ondelete="CASCADE"),
         sa.UniqueConstraint("release_id", "dist", "name", name="uq_artifacts_release_id_dist_name"),
     )
     _index_organization_id("artifacts")
+    op.create_index("ix_artifacts_organization_id_debug_id", "artifacts",
+                    ["organization_id", "debug_id"])
 
     # --- issues -------------------------------------------------------------------------------
     op.create_table(
@@ -258,6 +263,8 @@ def upgrade() -> None:
         sa.Column("times_seen", sa.BigInteger(), server_default="1", nullable=False),
         sa.Column("first_release_id", sa.BigInteger(), nullable=True),
         sa.Column("resolved_in_release_id", sa.BigInteger(), nullable=True),
+        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("regressed_in_release_id", sa.BigInteger(), nullable=True),
         sa.Column(
             "assignee_id",
             sa.BigInteger(),
@@ -268,6 +275,7 @@ def upgrade() -> None:
         _in_org("issues", "project_id", "projects", ondelete="CASCADE"),
         _in_org("issues", "first_release_id", "releases"),
         _in_org("issues", "resolved_in_release_id", "releases"),
+        _in_org("issues", "regressed_in_release_id", "releases"),
         sa.UniqueConstraint(
             "project_id", "fingerprint_hash", name="uq_issues_project_id_fingerprint_hash"
         ),
@@ -373,6 +381,16 @@ def upgrade() -> None:
     )
     _index_organization_id("api_tokens")
     op.create_index("ix_api_tokens_user_id", "api_tokens", ["user_id"])
+
+
+    # Not tenant data: where each processing pipeline has got to in raw_events.
+    op.create_table(
+        "pipeline_cursors",
+        sa.Column("name", sa.String(100), nullable=False),
+        sa.Column("position", sa.Text(), nullable=False),
+        _timestamp("updated_at"),
+        sa.PrimaryKeyConstraint("name", name="pk_pipeline_cursors"),
+    )
 
 
 def downgrade() -> None:

@@ -1,6 +1,6 @@
-"""A running write path for the ingest tests: PostgreSQL, Redis and the warehouse (from
-tests/conftest.py), the ingest server (granian) and the landing worker (Celery), started
-exactly as `pulsetrace up` starts them, plus a bootstrapped project."""
+"""A running write path for the ingest and processing tests: PostgreSQL, Redis and the
+warehouse (from tests/conftest.py), the ingest server (granian) and the landing worker
+(Celery), started exactly as `pulsetrace up` starts them, plus a bootstrapped project."""
 
 from __future__ import annotations
 

@@ -1,0 +1,392 @@
+"""One micro-batch: landed raw events in, processed events and issues out.
+
+Reads `raw_events` between two landing times, runs the pipelines (scrub → symbolicate →
+fingerprint → rows), then in ONE PostgreSQL transaction upserts the issues, writes the
+processed rows to ClickHouse and moves the cursor. ClickHouse writes are idempotent
+(ReplacingMergeTree on the event id), and the issue counters and the cursor commit together,
+so a batch that fails anywhere is simply run again: exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+from clickhouse_connect.driver.client import Client
+from sqlalchemy import Engine, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from core.blobs import BlobNotFound, BlobStore
+from core.db import system_session
+from core.models import (
+    Artifact,
+    Issue,
+    IssueStatus,
+    IssueSubstatus,
+    PipelineCursor,
+    Project,
+    Release,
+    ReleaseProject,
+)
+from pipelines.fingerprinting import fingerprint_events
+from pipelines.issues import plan_issue_changes, summarize_batch, with_issue_ids
+from pipelines.processed import event_rows, feedback_rows, transaction_rows
+from pipelines.scrubbing import ScrubConfig, scrub_payloads
+from pipelines.symbolication import SourceMapCache, artifact_names_for_url, symbolicate_payloads
+
+log = logging.getLogger("pulsetrace.processing")
+
+CURSOR_NAME = "raw_events"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+RAW_COLUMNS = (
+    "organization_id, project_id, replaceAll(toString(event_id), '-', '') AS event_id, "
+    "item_type, received_at, client_ip, user_agent, ua_browser, ua_browser_version, ua_os, "
+    "ua_os_version, ua_device, sdk_name, sdk_version, payload"
+)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Raw events with after < landed_at <= upto."""
+
+    after: datetime
+    upto: datetime
+
+
+@dataclass
+class BatchResult:
+    raw: int = 0
+    events: int = 0
+    transactions: int = 0
+    feedback: int = 0
+    new_issues: int = 0
+    regressions: int = 0
+
+
+# --- the cursor -----------------------------------------------------------------------------
+
+
+def read_cursor(engine: Engine, name: str = CURSOR_NAME) -> datetime:
+    with system_session(engine) as session:
+        position = session.scalar(select(PipelineCursor.position).where(
+            PipelineCursor.name == name))
+    return datetime.fromisoformat(position) if position else EPOCH
+
+
+def _claim_cursor(session: Session, name: str) -> datetime:
+    """Lock the cursor row for this transaction and return its position, so two runs of the
+    same window (a retry, a second runner) process it once: the second one sees it done."""
+    session.execute(insert(PipelineCursor).values(name=name, position=EPOCH.isoformat())
+                    .on_conflict_do_nothing())
+    position = session.scalar(select(PipelineCursor.position)
+                              .where(PipelineCursor.name == name).with_for_update())
+    return datetime.fromisoformat(position) if position else EPOCH
+
+
+def _save_cursor(session: Session, upto: datetime, name: str = CURSOR_NAME) -> None:
+    statement = insert(PipelineCursor).values(name=name, position=upto.isoformat())
+    session.execute(statement.on_conflict_do_update(
+        index_elements=[PipelineCursor.name],
+        set_={"position": statement.excluded.position, "updated_at": func.now()},
+    ))
+
+
+def next_window(
+    client: Client, after: datetime, max_rows: int = 50_000, settle_seconds: float = 1.0
+) -> Window | None:
+    """The next window of landed rows, or None when nothing new has landed.
+
+    Rows of one insert share a landing time, so the window ends on a whole insert. Rows newer
+    than `settle_seconds` wait for the next batch: an insert still in flight may carry an
+    earlier landing time than one already visible.
+    """
+    blocks = client.query(
+        "SELECT landed_at, count() FROM raw_events"
+        " WHERE landed_at > {after:DateTime64(6, 'UTC')}"
+        " AND landed_at <= now64(6) - toIntervalMillisecond({settle:UInt32})"
+        " GROUP BY landed_at ORDER BY landed_at LIMIT 10000",
+        parameters={"after": after, "settle": int(settle_seconds * 1000)},
+    ).result_rows
+    if not blocks:
+        return None
+    total, upto = 0, blocks[0][0]
+    for landed_at, count in blocks:
+        if total and total + count > max_rows:
+            break
+        total += count
+        upto = landed_at
+    return Window(after, _utc(upto))
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def read_raw_events(client: Client, window: Window) -> pl.DataFrame:
+    table = client.query_arrow(
+        f"SELECT {RAW_COLUMNS} FROM raw_events"
+        " WHERE landed_at > {after:DateTime64(6, 'UTC')}"
+        " AND landed_at <= {upto:DateTime64(6, 'UTC')}"
+        " ORDER BY landed_at",
+        parameters={"after": window.after, "upto": window.upto},
+        use_strings=True,
+    )
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    # A worker that died mid-batch may have landed a row twice.
+    return frame.unique(subset=["project_id", "item_type", "event_id"], keep="last",
+                        maintain_order=True)
+
+
+# --- what the pipelines need from storage ---------------------------------------------------
+
+
+def scrub_configs(session: Session, project_ids: Iterable[int]) -> dict[int, ScrubConfig]:
+    configs = {}
+    rows = session.execute(select(Project.id, Project.settings).where(
+        Project.id.in_(list(project_ids))))
+    for project_id, settings in rows:
+        options = (settings or {}).get("scrubbing") or {}
+        configs[project_id] = ScrubConfig(
+            ip_mode=options.get("ip_mode", "keep"),
+            extra_patterns=tuple(options.get("extra_patterns", ())),
+            safe_fields=tuple(options.get("safe_fields", ())),
+        )
+    return configs
+
+
+class StoredSourceMaps:
+    """Source maps uploaded as release artifacts: rows in PostgreSQL, bytes in the blob store."""
+
+    def __init__(self, engine: Engine, blobs: BlobStore) -> None:
+        self.engine = engine
+        self.blobs = blobs
+
+    def _read(self, statement: Any) -> bytes | None:
+        with system_session(self.engine) as session:
+            blob_key = session.scalar(statement.limit(1))
+        if blob_key is None:
+            return None
+        try:
+            return self.blobs.get(blob_key)
+        except BlobNotFound:
+            return None
+
+    def by_debug_id(self, organization_id: int, debug_id: str) -> bytes | None:
+        return self._read(
+            select(Artifact.blob_key)
+            .where(Artifact.organization_id == organization_id,
+                   Artifact.debug_id == debug_id.lower())
+            .order_by(Artifact.id.desc())
+        )
+
+    def by_release(
+        self, organization_id: int, release: str, dist: str | None, url: str
+    ) -> bytes | None:
+        names = artifact_names_for_url(url)
+        maps = [name if name.endswith(".map") else f"{name}.map" for name in names]
+        return self._read(
+            select(Artifact.blob_key)
+            .join(Release, Release.id == Artifact.release_id)
+            .where(Release.organization_id == organization_id, Release.version == release,
+                   Artifact.dist == (dist or ""), Artifact.name.in_(maps + names))
+            .order_by(Artifact.name.endswith(".map").desc(), Artifact.id.desc())
+        )
+
+
+# --- issues in PostgreSQL -------------------------------------------------------------------
+
+
+def _release_ids(session: Session, rows: pl.DataFrame) -> dict[tuple[int, str], int]:
+    """Releases seen in events are created on first sight, as Sentry does."""
+    pairs = rows.filter(pl.col("release") != "").select(
+        "organization_id", "project_id", "release").unique().rows()
+    ids: dict[tuple[int, str], int] = {}
+    for org, project, version in pairs:
+        statement = insert(Release).values(organization_id=org, version=version)
+        release_id = session.scalar(statement.on_conflict_do_update(
+            index_elements=[Release.organization_id, Release.version],
+            set_={"version": statement.excluded.version},
+        ).returning(Release.id))
+        assert release_id is not None
+        link = insert(ReleaseProject).values(
+            organization_id=org, release_id=release_id, project_id=project)
+        session.execute(link.on_conflict_do_nothing())
+        ids[(org, version)] = release_id
+    return ids
+
+
+def _existing_issues(session: Session, summary: pl.DataFrame) -> pl.DataFrame:
+    keys = summary.select("project_id", "fingerprint_hash").rows()
+    schema = {"id": pl.Int64, "project_id": pl.UInt64, "fingerprint_hash": pl.Utf8,
+              "status": pl.Utf8, "resolved_release": pl.Utf8,
+              "resolved_at": pl.Datetime("us", "UTC")}
+    if not keys:
+        return pl.DataFrame(schema=schema)
+    resolved_release = select(Release.version).where(
+        Release.id == Issue.resolved_in_release_id).scalar_subquery()
+    found = session.execute(
+        select(Issue.id, Issue.project_id, Issue.fingerprint_hash, Issue.status,
+               resolved_release, Issue.resolved_at)
+        .where(func.row(Issue.project_id, Issue.fingerprint_hash).in_(
+            [func.row(p, f) for p, f in keys]))
+    ).all()
+    rows = [(i, p, f, str(s.value if hasattr(s, "value") else s), r, a)
+            for i, p, f, s, r, a in found]
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def apply_issue_changes(
+    session: Session, rows: pl.DataFrame, count_seen: bool = True
+) -> tuple[pl.DataFrame, int, int]:
+    """Upsert the batch's issues; returns (project_id, fingerprint_hash, id), new, regressed.
+    count_seen=False leaves existing issues' counters alone (reprocessing counted them)."""
+    summary = summarize_batch(rows)
+    if summary.is_empty():
+        return pl.DataFrame(schema={"project_id": pl.UInt64, "fingerprint_hash": pl.Utf8,
+                                    "id": pl.Int64}), 0, 0
+    releases = _release_ids(session, rows)
+    release_dates = dict(session.execute(
+        select(Release.version, func.coalesce(Release.date_released, Release.created_at))
+        .where(Release.version.in_([v for _, v in releases]))).all())
+    changes = plan_issue_changes(summary, _existing_issues(session, summary), release_dates)
+
+    for issue in changes.new.iter_rows(named=True):
+        statement = insert(Issue).values(
+            organization_id=issue["organization_id"], project_id=issue["project_id"],
+            fingerprint_hash=issue["fingerprint_hash"], title=issue["title"] or "<untitled>",
+            culprit=issue["culprit"], level=issue["level"][:16], first_seen=issue["first_seen"],
+            last_seen=issue["last_seen"], times_seen=issue["times_seen"],
+            first_release_id=releases.get((issue["organization_id"], issue["first_release"])),
+            status=IssueStatus.unresolved, substatus=IssueSubstatus.new,
+        )
+        # Another runner may have made it meanwhile: then this batch's events add to it.
+        session.execute(statement.on_conflict_do_update(
+            index_elements=[Issue.project_id, Issue.fingerprint_hash],
+            set_={"times_seen": Issue.times_seen + statement.excluded.times_seen,
+                  "last_seen": func.greatest(Issue.last_seen, statement.excluded.last_seen)},
+        ))
+    if count_seen and not changes.seen.is_empty():
+        session.execute(
+            update(Issue.__table__)
+            .where(Issue.__table__.c.id == bindparam("b_id"))
+            .values(
+                times_seen=Issue.__table__.c.times_seen + bindparam("b_times_seen"),
+                last_seen=func.greatest(Issue.__table__.c.last_seen, bindparam("b_last_seen")),
+                title=bindparam("b_title"), culprit=bindparam("b_culprit"),
+            ),
+            [{"b_id": r["id"], "b_times_seen": r["times_seen"], "b_last_seen": r["last_seen"],
+              "b_title": r["title"] or "<untitled>", "b_culprit": r["culprit"]}
+             for r in changes.seen.iter_rows(named=True)],
+        )
+    org_of = dict(rows.select("project_id", "organization_id").unique().rows())
+    for regression in changes.regressed.iter_rows(named=True):
+        issue = session.get(Issue, regression["id"])
+        assert issue is not None
+        issue.status = IssueStatus.unresolved
+        issue.substatus = IssueSubstatus.regressed
+        issue.regressed_in_release_id = releases.get(
+            (org_of[issue.project_id], regression["release"]))
+        issue.resolved_in_release_id = None
+        issue.resolved_at = None
+    session.flush()
+    keys = summary.select("project_id", "fingerprint_hash").rows()
+    ids = session.execute(
+        select(Issue.project_id, Issue.fingerprint_hash, Issue.id)
+        .where(func.row(Issue.project_id, Issue.fingerprint_hash).in_(
+            [func.row(p, f) for p, f in keys]))
+    ).all()
+    frame = pl.DataFrame(ids, schema={"project_id": pl.UInt64, "fingerprint_hash": pl.Utf8,
+                                      "id": pl.Int64}, orient="row")
+    return frame, changes.new.height, changes.regressed.height
+
+
+# --- the batch ------------------------------------------------------------------------------
+
+
+def _link_feedback(client: Client, feedback: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+    """Feedback names the event it is about; give it that event's issue."""
+    linked = [e for e in feedback["event_id"].drop_nulls().to_list()]
+    if not linked:
+        return feedback
+    known = dict(events.select("event_id", "issue_id").rows())
+    missing = [e for e in linked if e not in known]
+    if missing:
+        found = client.query(
+            "SELECT replaceAll(toString(event_id), '-', ''), issue_id FROM events"
+            " WHERE event_id IN {ids:Array(UUID)}", parameters={"ids": missing}).result_rows
+        known.update({e: i for e, i in found})
+    return feedback.with_columns(
+        pl.col("event_id").replace_strict(known, default=0, return_dtype=pl.UInt64)
+        .alias("issue_id"))
+
+
+def process_window(
+    client: Client,
+    engine: Engine,
+    blobs: BlobStore,
+    window: Window,
+    source_map_cache: SourceMapCache | None = None,
+    cursor_name: str | None = CURSOR_NAME,
+) -> BatchResult:
+    """Process one window; with a cursor_name, that cursor moves to the window's end in the
+    same transaction, and a window (or the part of it) the cursor has passed is skipped.
+    Without one (reprocessing) existing issues' counters stay as they are."""
+    result = BatchResult()
+    with system_session(engine) as session, session.begin():
+        if cursor_name is not None:
+            done_upto = _claim_cursor(session, cursor_name)
+            if done_upto >= window.upto:
+                return result  # already processed: running it again changes nothing
+            window = Window(max(window.after, done_upto), window.upto)
+        raw = read_raw_events(client, window)
+        result.raw = raw.height
+        if raw.height:
+            configs = scrub_configs(session, raw["project_id"].unique().to_list())
+            scrubbed = scrub_payloads(raw, configs)
+            symbolicated = symbolicate_payloads(
+                scrubbed, StoredSourceMaps(engine, blobs), source_map_cache)
+            fingerprinted = fingerprint_events(symbolicated)
+            events = event_rows(fingerprinted)
+            issue_ids, result.new_issues, result.regressions = apply_issue_changes(
+                session, events, count_seen=cursor_name is not None)
+            events = with_issue_ids(events, issue_ids)
+            transactions = transaction_rows(fingerprinted)
+            feedback = _link_feedback(client, feedback_rows(fingerprinted), events)
+            for table, frame in (("events", events), ("transactions", transactions),
+                                 ("feedback", feedback)):
+                if frame.height:
+                    client.insert_arrow(table, frame.to_arrow())
+            result.events, result.transactions = events.height, transactions.height
+            result.feedback = feedback.height
+        if cursor_name is not None:
+            _save_cursor(session, window.upto, cursor_name)
+    return result
+
+
+def reprocess_window(
+    client: Client, engine: Engine, blobs: BlobStore, start: datetime, end: datetime
+) -> BatchResult:
+    """Run the pipelines again over raw events that landed in [start, end), e.g. after a
+    grouping fix. Processed rows replace themselves; the live cursor is not touched, and
+    issues' counters are not counted twice."""
+    total = BatchResult()
+    after = start - timedelta(microseconds=1)
+    while True:
+        window = next_window(client, after, settle_seconds=0)
+        if window is None or window.after >= end:
+            break
+        window = Window(window.after, min(window.upto, end))
+        step = process_window(client, engine, blobs, window, cursor_name=None)
+        for name in ("raw", "events", "transactions", "feedback", "new_issues", "regressions"):
+            setattr(total, name, getattr(total, name) + getattr(step, name))
+        after = window.upto
+        if after >= end:
+            break
+    return total
+

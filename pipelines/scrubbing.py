@@ -1,0 +1,985 @@
+"""PII scrubbing, the first pipeline stage: personal data out of `payload` and `client_ip`.
+
+What is filtered is replaced with `[Filtered]`, keeping the event's shape (a filtered value
+stays under its key, lists keep their length, the JSON stays valid):
+
+* the values of sensitive keys (`password`, `X-Api-Key`, `csrfmiddlewaretoken`, `Cookie`, ...)
+  anywhere in the event: dict items, `[name, value]` pairs (how SDKs send headers, query
+  strings, cookies, tags) and `key=value` / `key: value` inside text (form bodies, query
+  strings, log messages, reprs of frame variables);
+* in every string: emails, credit-card numbers (Luhn), IBANs (mod 97), US SSNs,
+  `Bearer`/`Basic`/`Token` credentials, passwords in URLs, PEM private keys, and a project's
+  extra patterns;
+* `user.email`; IP addresses (`client_ip`, `user.ip_address`, forwarding headers) are kept,
+  hashed or dropped per project.
+
+How the work is split, for speed. Parsing an event in Python costs more than running a
+Rust regex over its JSON text, so most rules run vectorized over the `payload` column:
+
+1. Rules that a regex can apply to JSON text directly (private keys, URL passwords, emails,
+   auth credentials, string and number values of sensitive keys) run as Polars
+   `str.replace_all`. These regexes are written for JSON text: they read escapes (`\\n`,
+   `\\"`, `\\/`, `\\u00e9`) as one character and never start or end inside one, so a
+   replacement cannot break the JSON.
+2. Triggers (also Rust regexes, each a superset of what its Python rule can match) pick the
+   events that need the rest: `key=value` inside text, containers under sensitive keys,
+   candidate card numbers / IBANs / SSNs (checksums need Python), IP fields, extra patterns.
+3. Only those events are parsed and walked in Python, running only the rules they triggered.
+
+The same rules exist as Python regexes over decoded strings (`scrub_text`, and the walk); the
+test suite checks that both paths agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
+
+import orjson
+import polars as pl
+
+MARKER = "[Filtered]"
+
+IpMode = Literal["keep", "hash", "drop"]
+_IP_MODES = ("keep", "hash", "drop")
+
+
+@dataclass(frozen=True)
+class ScrubConfig:
+    """A project's scrubbing settings.
+
+    `extra_patterns` are Python regexes; their matches are filtered in every string.
+    `safe_fields` are key names (case-insensitive) whose values are never filtered.
+    `hash_salt` makes `ip_mode="hash"` hashes differ between installations.
+    """
+
+    ip_mode: IpMode = "keep"
+    extra_patterns: tuple[str, ...] = ()
+    safe_fields: tuple[str, ...] = ()
+    hash_salt: str = ""
+
+    def __post_init__(self) -> None:
+        # Checked here so that project settings can validate input by building a ScrubConfig.
+        if self.ip_mode not in _IP_MODES:
+            raise ValueError(f"ip_mode must be one of {_IP_MODES}, not {self.ip_mode!r}")
+        for pattern in self.extra_patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"invalid extra pattern {pattern!r}: {error}") from None
+
+
+_DEFAULT = ScrubConfig()
+
+
+def hash_ip(ip: str, salt: str) -> str:
+    """The stand-in for an IP address in `hash` mode: stable per installation, and not
+    reversible without the salt (a plain hash of the 2^32 IPv4 addresses is)."""
+    return hmac.new(salt.encode(), ip.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+# --- Sensitive key names ----------------------------------------------------------------------
+
+# Written as plain regex alternations so that the same definition runs in Python (on a key)
+# and inside the Rust regexes over JSON text. Matched case-insensitively.
+# Stems a key only has to contain: "user_password", "X-Api-Key", "csrfmiddlewaretoken".
+_CONTAINED = (
+    r"password|passwd|passphrase|secret|api[-_. ]?key|credential|csrf|xsrf"
+    r"|private[-_. ]?key|credit[-_. ]?card|card[-_. ]?number|cookie|authorization"
+    r"|sess(?:ion)?[-_. ]?id|session[-_. ]?key"
+)
+# Stems that must end a word: "oauth", "access_token", "authToken", but not "author",
+# "max_tokens" or "sessions".
+_WORD_END = r"pwd|token|auth|session"
+# Stems that must be a whole word: "pass", "db_pass", but not "bypass" or "passenger".
+_WORD = r"pass|ssn|cvv|cvc|jwt"
+_SENSITIVE_KEY_RE = re.compile(
+    rf"{_CONTAINED}|(?:{_WORD_END})(?![a-z])|(?<![a-z])(?:{_WORD})(?![a-z])", re.IGNORECASE
+)
+# Lowercase literals at least one of which every sensitive key contains: a cheap first test.
+_STEM_LITERALS = (
+    r"pass|pwd|secret|apikey|api_key|api-key|api\.key|api key|credential|csrf|xsrf|private"
+    r"|card|cookie|auth|sess|token|ssn|cvv|cvc|jwt"
+)
+
+_key_cache: dict[str, bool] = {}
+
+
+def is_sensitive_key(name: str) -> bool:
+    """Whether values under this key name are filtered (before a project's safe fields)."""
+    known = _key_cache.get(name)
+    if known is None:
+        known = _SENSITIVE_KEY_RE.search(name) is not None
+        if len(_key_cache) > 50_000:  # keys can be arbitrary (frame vars, extra): stay bounded
+            _key_cache.clear()
+        _key_cache[name] = known
+    return known
+
+
+# Keys whose values are client IP addresses; they follow the project's ip mode.
+_IP_KEYS = frozenset({
+    "ip_address", "remote_addr", "x-forwarded-for", "x-real-ip", "forwarded",
+    "cf-connecting-ip", "true-client-ip", "x-client-ip",
+})
+_AUTO_IP_RE = re.compile(r"\{\{\s*auto\s*\}\}")  # "fill in the sender's IP", from SDKs
+
+
+# --- Rules over decoded strings (Python) ------------------------------------------------------
+
+_PRIVATE_KEY_RE = re.compile(
+    # Without an END line (SDKs truncate long strings) the rest of the string goes too.
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
+    r"(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|.*)",
+    re.DOTALL,
+)
+_URL_PASSWORD_RE = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/?#@\[\]]*:)[^\s/?#@]+@")
+_EMAIL_RE = re.compile(r"(?<![\w.%+\-])[\w.%+\-]+@[^\W_][\w\-]*(?:\.[\w\-]+)*\.[^\W\d_]{2,}")
+# A credential after an auth scheme has a digit, a symbol or a lower-to-upper change, or is
+# long: "Bearer eyJhbGciOi...", "Basic dXNlcjpwYXNz", but not "token expired", "Basic usage".
+_SCHEMES = r"Bearer|bearer|BEARER|Basic|basic|BASIC|Token|token|TOKEN"
+_AUTH_RE = re.compile(
+    rf"(?<!\w)({_SCHEMES})(\s+)"
+    r"(?:[\w\-.~+/]*(?:[0-9_\-~+/]|\.\w|[a-z][A-Z])[\w\-.~+/]*=*|[\w\-.~+/]{20,}=*)"
+)
+_SSN_RE = re.compile(r"(?<![\w\-])([0-9]{3})-([0-9]{2})-([0-9]{4})(?![\w\-])")
+# Digit groups joined by single spaces or dashes, at least 13 digits; decimals are not cards.
+_CARD_CANDIDATE_RE = re.compile(
+    r"(?<![\w.\-])(?=(?:[0-9][ \-]?){13})[0-9]+(?:[ \-][0-9]+)*(?![\w\-]|\.[0-9])"
+)
+_DIGIT_RUN_RE = re.compile(r"[0-9]+")
+_IBAN_RE = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2})[0-9]{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+# `key=value`, `key: value`, `"key": "value"`, `'key': 'value'` inside text. The value is a
+# quoted string, or runs to whitespace, `&`, a quote, or a `,`/`;` followed by a space (so a
+# password containing a comma goes whole, while "password=x, user=y" keeps "user=y").
+_KEY_VALUE_RE = re.compile(
+    r"""(?<![\w\-.])([\w\-.]+)(["']?\s*[=:]\s*)"""
+    r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'"""
+    rf"""|(?:(?:{_SCHEMES})\s+)?(?:[^\s&,;"']|[,;](?=\S))+)"""
+)
+# printf- and format-style placeholders: a message template's `password=%s` is no secret.
+_PLACEHOLDER_RE = re.compile(
+    r"%(?:\((\w+)\))?[#0\- +]*(?:\*|[0-9]+)?(?:\.(?:\*|[0-9]+))?[diouxXeEfFgGcrsa%]"
+    r"|\{(\w*)(?:[:!][^{}]*)?\}"
+)
+_SLOT_KEY_RE = re.compile(r"([\w\-.]+)[\"']?\s*[=:]\s*[\"']?$")
+
+# Registered IBAN lengths by country (ISO 13616); a candidate of another length is not one.
+_IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
+    "BI": 27, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27,
+    "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27,
+    "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22,
+    "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32,
+    "LI": 21, "LT": 20, "LU": 20, "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19,
+    "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28, "NL": 18, "NO": 15, "OM": 23, "PK": 24,
+    "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33, "SA": 24, "SC": 31,
+    "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25, "SV": 28, "TL": 23,
+    "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn checksum of a string of ASCII digits (every card number passes it)."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        digit = ord(char) - 48
+        if position % 2:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+def iban_valid(iban: str) -> bool:
+    """Country, length and the ISO 7064 mod-97 check of an IBAN written without spaces."""
+    if _IBAN_LENGTHS.get(iban[:2]) != len(iban) or not (iban.isascii() and iban.isalnum()):
+        return False
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(char, 36)) for char in rearranged)) % 97 == 1
+
+
+def _is_card(window: str, digits: str, groups: int) -> bool:
+    # Issuer prefixes start with 2-6, which also spares millisecond timestamps ("17...").
+    if not 13 <= len(digits) <= 19 or digits[0] not in "23456":
+        return False
+    if groups > 1:
+        # Printed cards group digits by 3-6 with one kind of separator; dates and phone
+        # numbers ("2024-05-22 ...") do not.
+        if (" " in window) == ("-" in window):
+            return False
+        if any(not 3 <= len(part) <= 6 for part in re.split(r"[ \-]", window)):
+            return False
+    return luhn_valid(digits)
+
+
+def _filter_cards_in(match: re.Match[str]) -> str:
+    # The candidate may hold a card next to other numbers ("order 12 4111 1111 1111 1111"):
+    # try windows of whole digit groups, longest first, left to right.
+    text = match.group()
+    runs = [(run.start(), run.end()) for run in _DIGIT_RUN_RE.finditer(text)]
+    pieces: list[str] = []
+    kept_from = 0
+    first = 0
+    while first < len(runs):
+        ends: list[int] = []
+        count = 0
+        for last in range(first, len(runs)):
+            count += runs[last][1] - runs[last][0]
+            if count > 19:
+                break
+            ends.append(last)
+        found = 0
+        for last in reversed(ends):
+            window = text[runs[first][0]:runs[last][1]]
+            digits = window.replace(" ", "").replace("-", "")
+            if _is_card(window, digits, last - first + 1):
+                found = last + 1
+                break
+        if found:
+            pieces += (text[kept_from:runs[first][0]], MARKER)
+            kept_from = runs[found - 1][1]
+            first = found
+        else:
+            first += 1
+    if not pieces:
+        return text
+    pieces.append(text[kept_from:])
+    return "".join(pieces)
+
+
+def _filter_iban(match: re.Match[str]) -> str:
+    text = match.group()
+    length = _IBAN_LENGTHS.get(match.group(1))
+    if length is None:
+        return text
+    # The candidate may run on into following capitals ("DE89 ... 00 FOR RENT"): take the
+    # country's length of characters, if the IBAN ends there at a space or the end.
+    seen = 0
+    end = len(text)
+    for index, char in enumerate(text):
+        if char != " ":
+            seen += 1
+            if seen == length:
+                end = index + 1
+                break
+    if seen < length or (end < len(text) and text[end] != " "):
+        return text
+    if not iban_valid(text[:end].replace(" ", "")):
+        return text
+    return MARKER + text[end:]
+
+
+def _filter_ssn(match: re.Match[str]) -> str:
+    area, group, serial = match.groups()
+    if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
+        return match.group()  # never issued, so not an SSN
+    return MARKER
+
+
+def _private_keys(text: str) -> str:
+    return _PRIVATE_KEY_RE.sub(MARKER, text) if "PRIVATE KEY" in text else text
+
+
+def _url_passwords(text: str) -> str:
+    if "@" not in text or "://" not in text:
+        return text
+    return _URL_PASSWORD_RE.sub(rf"\1{MARKER}@", text)
+
+
+def _emails(text: str) -> str:
+    return _EMAIL_RE.sub(MARKER, text) if "@" in text else text
+
+
+def _auth_credentials(text: str) -> str:
+    return _AUTH_RE.sub(rf"\1\2{MARKER}", text)
+
+
+def _digit_count(text: str) -> int:
+    return sum(map(text.count, "0123456789"))
+
+
+def _numbers(text: str) -> str:
+    # SSNs and card numbers need 9 and 13 digits; most strings have far fewer.
+    if _digit_count(text) < 9:
+        return text
+    text = _SSN_RE.sub(_filter_ssn, text)
+    return _CARD_CANDIDATE_RE.sub(_filter_cards_in, text)
+
+
+def _ibans(text: str) -> str:
+    return _IBAN_RE.sub(_filter_iban, text)
+
+
+# The pattern rules that the vectorized pass also applies to JSON text; the order matters:
+# a key block contains anything, and `user:pw@host.com` must not be read as an email.
+_PATTERN_RULES: tuple[Callable[[str], str], ...] = (
+    _private_keys, _url_passwords, _auth_credentials, _emails,
+)
+
+
+# --- The same rules over JSON text (Rust regexes, run by Polars) ------------------------------
+
+_U = r"\\u[0-9a-fA-F]{4}"  # a \uXXXX escape, read as one (possibly word) character
+# What may precede a match: a character that is not part of it, or a whole escape. Starting
+# with it (and putting it back) is how a regex without look-behind starts at a boundary; the
+# leftmost match then never starts inside an escape such as the `n` of `\n`.
+_BEFORE_EMAIL = r"(^|[^\w.%+\-\\]|\\[nrtbf\"\\/])"
+_JSON_EMAIL = (
+    _BEFORE_EMAIL
+    + rf"(?:[\w.%+\-]|{_U})+@(?:[^\W_]|{_U})(?:[\w\-]|{_U})*(?:\.(?:[\w\-]|{_U})+)*"
+    + rf"\.(?:[^\W\d_]|{_U}){{2,}}"
+)
+_JSON_URL_PASSWORD = (
+    rf"([a-zA-Z][a-zA-Z0-9+.\-]*:(?:\\?/){{2}}(?:[^\s:/?#@\[\]\"\\]|\\[\"\\]|{_U})*:)"
+    rf"(?:[^\s/?#@\"\\]|\\[\"\\]|{_U})+@"
+)
+_CRED_CHAR = rf"(?:[\w\-.~+]|\\?/|{_U})"
+_CRED_SIGN = rf"(?:[0-9_\-~+]|\\?/|\.(?:\w|{_U})|[a-z][A-Z])"
+_JSON_AUTH = (
+    rf"(^|[^\w\\]|\\[nrtbf\"\\/])({_SCHEMES})((?:\s|\\[nrtf]|{_U})+)"
+    rf"(?:{_CRED_CHAR}*{_CRED_SIGN}{_CRED_CHAR}*=*|{_CRED_CHAR}{{20,}}=*)"
+)
+_JSON_CHARS = r"(?:[^\"\\]|\\.)"  # string content: any character but `"`, escapes whole
+_JSON_PRIVATE_KEY = (
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
+    rf"(?:{_JSON_CHARS}*?-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|{_JSON_CHARS}*)"
+)
+# A JSON string that is a sensitive key name: _SENSITIVE_KEY_RE, with its look-arounds
+# turned into "a non-letter or the end of the string".
+_NON_LETTER = r"(?:[^a-zA-Z\"\\]|\\.)"
+_JSON_SENSITIVE_KEY = (
+    rf"\"(?:{_JSON_CHARS}*(?:{_CONTAINED}){_JSON_CHARS}*"
+    rf"|{_JSON_CHARS}*(?:{_WORD_END})(?:{_NON_LETTER}{_JSON_CHARS}*)?"
+    rf"|(?:{_JSON_CHARS}*{_NON_LETTER})?(?:{_WORD})(?:{_NON_LETTER}{_JSON_CHARS}*)?)\""
+)
+# A sensitive key's string or number value, in an object or a [name, value] pair. Why this
+# cannot misfire: a regex starting at a closing quote reads the JSON between two strings as
+# a "key", and that text (`, `, `: 12, `, `true`) never holds a stem.
+_JSON_SCALAR = r"\"(?:[^\"\\]|\\.)+\"|-?[0-9][0-9.eE+\-]*"
+_JSON_SENSITIVE_VALUE = (
+    rf"(?i)({_JSON_SENSITIVE_KEY}\s*:\s*)(?:{_JSON_SCALAR})"
+    rf"|(\[\s*{_JSON_SENSITIVE_KEY}\s*,\s*)(?:{_JSON_SCALAR})(\s*\])"
+)
+_JSON_AUTO_IP = r"(\"ip_address\"\s*:\s*)\"\{\{\s*auto\s*\}\}\""
+
+# Triggers: where a Python rule could match a decoded string, these match the JSON text.
+# `key=value` in text, and containers under sensitive keys (the regexes cannot filter those).
+_JSON_SPACE = rf"(?:\s|\\[nrtf]|{_U})"
+_TRIGGER_KEY_VALUE = (
+    rf"(?i)(?:{_CONTAINED}|{_WORD_END}|{_WORD})(?:[\w.\-]|{_U})*(?:\\\"|')?{_JSON_SPACE}*[=:]"
+)
+_TRIGGER_CONTAINER = (
+    rf"(?i){_JSON_SENSITIVE_KEY}\s*:\s*[\[{{]|\[\s*{_JSON_SENSITIVE_KEY}\s*,\s*[\[{{]"
+)
+# Cheap tests that select the events worth running an expensive regex on.
+_TRIGGER_EMAIL = (
+    rf"@(?:[^\W_]|{_U})(?:[\w\-]|{_U})*(?:\.(?:[\w\-]|{_U})+)*\.(?:[^\W\d_]|{_U}){{2}}"
+)
+_TRIGGER_URL_PASSWORD = (
+    rf"(?://|\\/\\/)(?:[^\s:/?#@\[\]\"\\]|\\[\"\\]|{_U})*:(?:[^\s/?#@\"\\]|\\[\"\\]|{_U})+@"
+)
+_TRIGGER_AUTH = rf"(?:{_SCHEMES}){_JSON_SPACE}"
+# Candidate card numbers, SSNs and IBANs, with the character before them: checked in Python
+# (Luhn, mod 97) so that long order ids do not send their events through the walk.
+_JSON_NUMBER_CANDIDATES = (
+    rf"(?:{_U}|\\.|[^0-9A-Za-z])?"
+    r"(?:[0-9](?:[ \-]?[0-9]){12,}|[0-9]{3}-[0-9]{2}-[0-9]{4}|[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,})"
+)
+# user.email that the email pattern did not already filter (not email-shaped).
+_TRIGGER_USER_EMAIL = r"\"email\"\s*:\s*(?:\"[^\"\[]|[\[{0-9\-])"
+_TRIGGER_IP_FIELDS = r"(?i)ip_address|remote_addr|forwarded|real-ip|client-ip|connecting-ip"
+# A printable ASCII character written as \u00XX could hide what the regexes look for (\u0040
+# for @). Standard encoders only do that for `&`, `<`, `>` (Go); others get every rule in
+# Python.
+_TRIGGER_ODD_ESCAPES = r"\\u00(?:2[0-57-9a-fA-F]|3[0-9abdfABDF]|[4-7][0-9a-fA-F])"
+
+
+# --- The per-event walk (Python) --------------------------------------------------------------
+
+# Which rules the walk runs for an event: bits of the mask computed by the vectorized pass.
+_PATTERNS = 1  # the rules of _PATTERN_RULES (already applied as JSON regexes, unless asked)
+_KEY_VALUE = 2  # `key=value` inside text
+_NUMBERS = 4  # card numbers and SSNs
+_IBAN = 8
+_EXTRA = 16  # the project's extra patterns
+_WALK = 32  # key rules, user, IPs: any parsed event gets these
+_EVERYTHING = 63
+
+_MAX_DEPTH = 64  # SDKs send far less nesting; deeper parts are cut before scrubbing
+# SDK metadata (package names and versions, debug images): no user data, and package names
+# like "django-session-security" would look sensitive.
+_SKIPPED_TOP_LEVEL = frozenset({"sdk", "modules", "debug_meta"})
+_LOGENTRY_KEYS = frozenset({"logentry", "message", "sentry.interfaces.Message"})
+
+
+class _TooDeep(Exception):
+    pass
+
+
+@lru_cache(maxsize=256)
+def _compiled_extras(config: ScrubConfig) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(pattern) for pattern in config.extra_patterns)
+
+
+class _Scrubber:
+    """Scrubs parsed events of one project in place, running the rules of one mask.
+
+    The walk is the slow part of scrubbing, so its hot path (a string under an ordinary key)
+    is inlined, and per-event needles (strings the JSON regexes found, such as a candidate
+    card number) let most strings skip a rule after one `in` test.
+    """
+
+    def __init__(self, config: ScrubConfig, mask: int) -> None:
+        self.config = config
+        self.safe = frozenset(name.lower() for name in config.safe_fields)
+        self.ip_keys = _IP_KEYS if config.ip_mode != "keep" else frozenset()
+        # Only the rules not already applied to the JSON text, see scrub_payloads.
+        self.patterns = bool(mask & _PATTERNS)
+        self.key_values = bool(mask & _KEY_VALUE)
+        self.numbers = bool(mask & _NUMBERS)
+        self.ibans = bool(mask & _IBAN)
+        self.extras = _compiled_extras(config) if mask & _EXTRA else ()
+        self.text_rules = (self.patterns or self.key_values or self.numbers or self.ibans
+                           or bool(self.extras))
+        self.key_kinds: dict[str, int] = {}
+        # Per event: the sender's IP and the needles (None: unknown, look everywhere).
+        self.client_ip = ""
+        self.key_needles: tuple[str, ...] | None = None
+        self.number_needles: tuple[str, ...] | None = None
+        self.changed = False
+        self.depth = 0
+
+    def scrub_event(self, event: dict[str, Any], client_ip: str = "",
+                    needles: _Needles = (None, None)) -> bool:
+        """Scrub a parsed event in place; True when anything changed."""
+        self.client_ip = client_ip
+        self.key_needles, self.number_needles = needles
+        self.changed = False
+        self.depth = 0
+        for key, value in event.items():
+            if key in _SKIPPED_TOP_LEVEL:
+                continue
+            if key == "user" and type(value) is dict:
+                self._user(value)
+            elif key in _LOGENTRY_KEYS and type(value) is dict:
+                self._logentry(value)
+            else:
+                new = self._item(key, value)
+                if new is not value:
+                    event[key] = new
+        return self.changed
+
+    def text(self, text: str) -> str:
+        if len(text) > 1 and text[0] in "{[" and text[-1] in "}]" and text != MARKER:
+            nested = self._json_in_text(text)
+            if nested is not None:
+                return nested
+        result = text
+        if self.patterns:
+            for rule in _PATTERN_RULES:
+                result = rule(result)
+        if self.key_values and ("=" in result or ":" in result) and _found(
+                result, self.key_needles, _has_stem):
+            result = _KEY_VALUE_RE.sub(self._filter_key_value, result)
+        if self.numbers and _found(result, self.number_needles, _has_digits):
+            result = _numbers(result)
+        if self.ibans and _found(result, self.number_needles, _has_digits):
+            result = _ibans(result)
+        for pattern in self.extras:
+            result = pattern.sub(MARKER, result)
+        if result != text:
+            self.changed = True
+        return result
+
+    # Tree walk
+
+    def _key_kind(self, key: str) -> int:
+        kind = self.key_kinds.get(key)
+        if kind is None:
+            lowered = key.lower()
+            if lowered in self.safe:
+                kind = _SAFE_KEY
+            elif lowered in self.ip_keys:
+                kind = _IP_KEY
+            else:
+                kind = _SENSITIVE_KEY if is_sensitive_key(key) else _PLAIN_KEY
+            if len(self.key_kinds) < 10_000:
+                self.key_kinds[key] = kind
+        return kind
+
+    def _item(self, key: str, value: Any) -> Any:
+        """The new value under `key` (a dict key or the name of a [name, value] pair)."""
+        kind = self._key_kind(key)
+        if kind == _PLAIN_KEY:
+            return self._value(value)
+        if kind == _SENSITIVE_KEY:
+            return self._filter_all(value)
+        if kind == _IP_KEY:
+            return self._ip(value, MARKER)
+        return value  # a safe field
+
+    def _value(self, value: Any) -> Any:
+        kind = type(value)
+        if kind is str:
+            return self.text(value) if self.text_rules else value
+        if kind is dict:
+            self._dict(value)
+        elif kind is list:
+            self._list(value)
+        elif kind is int and self.numbers and not -10**12 < value < 10**12:
+            digits = str(abs(value))
+            if _is_card(digits, digits, 1):
+                self.changed = True
+                return MARKER
+        return value
+
+    def _dict(self, mapping: dict[str, Any]) -> None:
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise _TooDeep
+        kinds = self.key_kinds
+        renamed: list[tuple[str, str]] = []
+        for key, value in mapping.items():
+            kind = kinds.get(key)
+            if kind is None:
+                kind = self._key_kind(key)
+            if kind == _PLAIN_KEY and type(value) is str:
+                if self.text_rules:  # inlined: most of an event
+                    new = self.text(value)
+                    if new is not value:
+                        mapping[key] = new
+            else:
+                new = self._item(key, value)
+                if new is not value:
+                    mapping[key] = new
+            if self.patterns:
+                new_key = self._key_text(key)  # keys can be PII too: {"jane@example.com": 1}
+                if new_key != key:
+                    renamed.append((key, new_key))
+        for key, new_key in renamed:
+            mapping[new_key] = mapping.pop(key)
+        self.depth -= 1
+
+    def _list(self, items: list[Any]) -> None:
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise _TooDeep
+        if len(items) == 2 and type(items[0]) is str:
+            # [name, value]: how SDKs send headers, query strings, cookies, tags.
+            value = items[1]
+            new = self._item(items[0], value)
+            if new is not value:
+                items[1] = new
+            if self.patterns:
+                items[0] = self._key_text(items[0])
+        else:
+            for index, item in enumerate(items):
+                if type(item) is str:
+                    if self.text_rules:  # inlined: the common case
+                        new = self.text(item)
+                        if new is not item:
+                            items[index] = new
+                else:
+                    new = self._value(item)
+                    if new is not item:
+                        items[index] = new
+        self.depth -= 1
+
+    def _key_text(self, key: str) -> str:
+        result = key
+        for rule in _PATTERN_RULES:
+            result = rule(result)
+        if result != key:
+            self.changed = True
+        return result
+
+    def _filter_all(self, value: Any) -> Any:
+        """Everything under a sensitive key; containers keep their shape."""
+        kind = type(value)
+        if kind is str:
+            if value and value != MARKER:
+                self.changed = True
+                return MARKER
+        elif kind is int or kind is float:
+            self.changed = True
+            return MARKER
+        elif kind is dict:
+            for key, item in value.items():
+                value[key] = self._filter_all(item)
+        elif kind is list:
+            if len(value) == 2 and type(value[0]) is str:
+                value[1] = self._filter_all(value[1])  # a [name, value] pair keeps its name
+            else:
+                for index, item in enumerate(value):
+                    value[index] = self._filter_all(item)
+        return value  # True, False, None and empty strings hide nothing
+
+    # Places with their own rules
+
+    def _ip(self, value: Any, dropped: str) -> Any:
+        """An IP address under the ip mode; `dropped` is what drop mode leaves."""
+        if type(value) is not str or not value:
+            return value
+        if _AUTO_IP_RE.fullmatch(value):
+            value = self.client_ip
+            self.changed = True
+        mode = self.config.ip_mode
+        if mode == "keep" or not value:
+            return value
+        self.changed = True
+        return hash_ip(value, self.config.hash_salt) if mode == "hash" else dropped
+
+    def _user(self, user: dict[str, Any]) -> None:
+        for key, value in user.items():
+            lowered = key.lower()
+            if lowered in self.safe:
+                continue
+            if lowered in ("id", "username"):
+                # How developers recognise the affected user: numeric ids are not checked
+                # for card numbers; an email or a credential in them is filtered.
+                new = self._key_text(value) if self.patterns and type(value) is str else value
+            elif lowered == "ip_address":
+                new = self._ip(value, "")  # like the client_ip column
+            elif lowered == "email":
+                new = self._filter_all(value)
+            else:
+                new = self._item(key, value)
+            if new is not value:
+                user[key] = new
+
+    def _logentry(self, entry: dict[str, Any]) -> None:
+        # Params are filled into the template later: `password=%s` makes its param a secret.
+        template = entry.get("message")
+        params = entry.get("params")
+        if type(template) is str and params:
+            for slot in _sensitive_slots(template):
+                positional = type(params) is list and type(slot) is int and slot < len(params)
+                if positional or (type(params) is dict and slot in params):
+                    params[slot] = self._filter_all(params[slot])
+        for key, value in entry.items():
+            new = self._item(key, value)
+            if new is not value:
+                entry[key] = new
+
+    def _filter_key_value(self, match: re.Match[str]) -> str:
+        key, separator, value = match.groups()
+        quoted = len(value) > 1 and value[0] in "\"'" and value[-1] == value[0]
+        inner = value[1:-1] if quoted else value
+        if (not is_sensitive_key(key) or key.lower() in self.safe
+                or _PLACEHOLDER_RE.fullmatch(inner)):
+            # The value may itself hold pairs ("https://x/?token=1" after "https:").
+            return key + separator + _KEY_VALUE_RE.sub(self._filter_key_value, value)
+        if quoted:
+            return f"{key}{separator}{value[0]}{MARKER}{value[0]}"
+        return key + separator + MARKER
+
+    def _json_in_text(self, text: str) -> str | None:
+        """A string holding JSON (request bodies, breadcrumb data) is scrubbed as JSON, so
+        that the rules see its keys and decoded strings; None when it is not JSON."""
+        try:
+            parsed = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return None
+        if type(parsed) is not dict and type(parsed) is not list:
+            return None
+        changed_before = self.changed
+        self.changed = False
+        self._value(parsed)
+        changed = self.changed
+        self.changed = changed_before or changed
+        return orjson.dumps(parsed).decode() if changed else text
+
+
+# Needles for the `key=value` and the number rules (None: look everywhere).
+_Needles = tuple[tuple[str, ...] | None, tuple[str, ...] | None]
+_PLAIN_KEY, _SENSITIVE_KEY, _IP_KEY, _SAFE_KEY = range(4)
+_STEMS = tuple(_STEM_LITERALS.replace("\\", "").split("|"))
+
+
+def _found(text: str, needles: tuple[str, ...] | None, fallback: Callable[[str], bool]) -> bool:
+    if needles is None:
+        return fallback(text)
+    return any(needle in text for needle in needles)
+
+
+def _has_stem(text: str) -> bool:
+    lowered = text.lower()
+    return any(stem in lowered for stem in _STEMS)
+
+
+def _has_digits(text: str) -> bool:
+    return _digit_count(text) >= 9
+
+
+def _sensitive_slots(template: str) -> list[int | str]:
+    """Which params of a message template follow a sensitive key ("password=%s" -> [0])."""
+    slots: list[int | str] = []
+    position = 0
+    for match in _PLACEHOLDER_RE.finditer(template):
+        if match.group() == "%%":
+            continue
+        name = match.group(1) or match.group(2)
+        slot: int | str
+        if not name:
+            slot = position
+            position += 1
+        else:
+            slot = int(name) if name.isdigit() else name
+        before = _SLOT_KEY_RE.search(template, 0, match.start())
+        if before and is_sensitive_key(before.group(1)):
+            slots.append(slot)
+    return slots
+
+
+def _truncate(value: Any, depth: int = 0) -> Any:
+    if depth >= _MAX_DEPTH and isinstance(value, dict | list):
+        return MARKER
+    if isinstance(value, dict):
+        return {key: _truncate(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_truncate(item, depth + 1) for item in value]
+    return value
+
+
+def _scrub_json(payload: str, scrubber: _Scrubber, client_ip: str,
+                needles: _Needles = (None, None)) -> str:
+    try:
+        event = orjson.loads(payload)
+        dump: Callable[[Any], str] = _orjson_dump
+    except orjson.JSONDecodeError:
+        # What orjson refuses but SDKs send: NaN (Python's json default), lone surrogates.
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            return payload
+        dump = _json_dump
+    if type(event) is not dict:
+        return payload
+    try:
+        changed = scrubber.scrub_event(event, client_ip, needles)
+    except (_TooDeep, RecursionError):
+        event = _truncate(json.loads(payload))
+        scrubber.scrub_event(event, client_ip, needles)
+        changed = True
+    return dump(event) if changed else payload
+
+
+def _orjson_dump(event: Any) -> str:
+    return orjson.dumps(event).decode()
+
+
+def _json_dump(event: Any) -> str:
+    # ASCII escapes keep lone surrogates representable in a UTF-8 column.
+    return json.dumps(event, separators=(",", ":"))
+
+
+# --- Public functions -------------------------------------------------------------------------
+
+
+def scrub_text(text: str, config: ScrubConfig = _DEFAULT) -> str:
+    """Every pattern and `key=value` rule, for one string (titles, tags, messages)."""
+    return _Scrubber(config, _EVERYTHING).text(text)
+
+
+def scrub_event_json(payload: str, config: ScrubConfig = _DEFAULT, client_ip: str = "") -> str:
+    """One event's JSON with every rule applied in Python: what `scrub_payloads` computes
+    for a row, the slow way. Anything but a JSON object is returned as it is."""
+    return _scrub_json(payload, _Scrubber(config, _EVERYTHING), client_ip)
+
+
+def scrub_payloads(frame: pl.DataFrame, configs: Mapping[int, ScrubConfig]) -> pl.DataFrame:
+    """The raw-events frame with `payload` scrubbed and `client_ip` kept, hashed or dropped
+    (emptied) per project (`ScrubConfig()` for projects without one). Same columns, same
+    rows, same order."""
+    if frame.height == 0:
+        return frame
+    payload = frame.get_column("payload")
+    project = frame.get_column("project_id")
+    client_ip = frame.get_column("client_ip")
+    present = payload.is_not_null()
+    lowered = payload.str.to_lowercase()
+
+    # Events that mention a project's safe field skip the JSON regexes (only the walk knows
+    # where that field's value ends) and get every rule in Python.
+    python_only = pl.Series([False] * frame.height)
+    for project_id, config in configs.items():
+        if config.safe_fields:
+            names = [name.lower() for name in config.safe_fields]
+            python_only |= (project == project_id) & lowered.str.contains_any(names)
+    python_only = present & python_only.fill_null(False)
+    rows = present & ~python_only
+
+    # 1. The rules that regexes apply to the JSON text, each on the events its cheap test
+    # selects (a regex pass costs time on every event it runs over).
+    with_stem = rows & lowered.str.contains(_STEM_LITERALS)
+    payload = _replace(payload, with_stem, _JSON_SENSITIVE_VALUE, f'${{1}}${{2}}"{MARKER}"${{3}}')
+    payload = _replace(payload, _where(rows, payload, "PRIVATE KEY"), _JSON_PRIVATE_KEY, MARKER)
+    payload = _replace(payload, _where(rows, payload, _TRIGGER_URL_PASSWORD), _JSON_URL_PASSWORD,
+                       f"${{1}}{MARKER}@")
+    payload = _replace(payload, _where(rows, payload, _TRIGGER_EMAIL), _JSON_EMAIL,
+                       f"${{1}}{MARKER}")
+    payload = _replace(payload, _where(rows, payload, _TRIGGER_AUTH), _JSON_AUTH,
+                       f"${{1}}${{2}}${{3}}{MARKER}")
+    payload = _fill_auto_ips(payload, rows, project, client_ip, configs)
+
+    # 2. Which events the walk must see, and which of its rules to run.
+    ip_projects = [pid for pid, config in configs.items() if config.ip_mode != "keep"]
+    extra_projects = [pid for pid, config in configs.items() if config.extra_patterns]
+    key_masks, key_needles = _key_value_bits(with_stem, payload)
+    number_masks, number_needles = _number_bits(rows, payload)
+    masks = (
+        key_masks
+        | number_masks
+        | _bits(_where(with_stem, payload, _TRIGGER_CONTAINER), _WALK)
+        | _bits(_where(rows, payload, _TRIGGER_USER_EMAIL), _WALK)
+        | _bits(_where(rows, payload, r"\{\{"), _WALK)  # "{{auto}}" not in user.ip_address
+        | _bits(_where(rows & project.is_in(ip_projects), payload, _TRIGGER_IP_FIELDS), _WALK)
+        | _bits(present & project.is_in(extra_projects), _EXTRA | _WALK)
+        | _bits(_where(rows, payload, _TRIGGER_ODD_ESCAPES), _EVERYTHING)
+        | _bits(python_only, _EVERYTHING)
+    )
+
+    # 3. The walk, for those events only.
+    selected = (masks > 0).arg_true()
+    if selected.len():
+        scrubbers: dict[tuple[int, int], _Scrubber] = {}
+        scrubbed: list[str] = []
+        for row, project_id, ip, text, mask in zip(
+            selected.to_list(), project.gather(selected).to_list(),
+            client_ip.gather(selected).to_list(), payload.gather(selected).to_list(),
+            masks.gather(selected).to_list(), strict=True,
+        ):
+            scrubber = scrubbers.get((project_id, mask))
+            if scrubber is None:
+                scrubber = _Scrubber(configs.get(project_id, _DEFAULT), mask)
+                scrubbers[(project_id, mask)] = scrubber
+            # Events that get every rule (odd escapes, safe fields) are searched everywhere.
+            needles: _Needles = (None, None) if mask & _PATTERNS else (
+                key_needles.get(row, ()), number_needles.get(row, ()))
+            scrubbed.append(_scrub_json(text, scrubber, ip or "", needles))
+        payload = payload.clone()
+        payload.scatter(selected, pl.Series(scrubbed, dtype=pl.String))
+
+    return frame.with_columns(payload.alias("payload"), _client_ips(frame, configs))
+
+
+def _where(rows: pl.Series, texts: pl.Series, pattern: str) -> pl.Series:
+    """`rows & texts.str.contains(pattern)`, running the regex on those rows only."""
+    rows = rows.fill_null(False)
+    indices = rows.arg_true()
+    if indices.len() == 0:
+        return rows
+    found = rows.clone()
+    found.scatter(indices, texts.gather(indices).str.contains(pattern).fill_null(False))
+    return found
+
+
+def _replace(texts: pl.Series, rows: pl.Series, pattern: str, replacement: str) -> pl.Series:
+    """`str.replace_all` on the rows selected only."""
+    indices = rows.fill_null(False).arg_true()
+    if indices.len() == 0:
+        return texts
+    result = texts.clone()
+    result.scatter(indices, texts.gather(indices).str.replace_all(pattern, replacement))
+    return result
+
+
+def _bits(rows: pl.Series, bits: int) -> pl.Series:
+    return rows.fill_null(False).cast(pl.UInt8) * bits
+
+
+def _key_value_bits(rows: pl.Series,
+                    payload: pl.Series) -> tuple[pl.Series, dict[int, tuple[str, ...]]]:
+    """Walk bits for the events with `key=value` in text whose key may be sensitive, and for
+    each (by row) the first letters of those keys: the strings to run the rule on hold them."""
+    masks = pl.Series([0] * rows.len(), dtype=pl.UInt8)
+    needles: dict[int, tuple[str, ...]] = {}
+    indices = rows.arg_true()
+    if indices.len() == 0:
+        return masks, needles
+    found = payload.gather(indices).str.extract_all(_TRIGGER_KEY_VALUE)
+    with_found = found.list.len() > 0
+    selected = indices.filter(with_found)
+    for row, matches in zip(selected.to_list(), found.filter(with_found).to_list(), strict=True):
+        needles[row] = tuple({match[:3] for match in matches})  # stems have 3+ letters
+    masks.scatter(selected, _KEY_VALUE | _WALK)
+    return masks, needles
+
+
+def _number_bits(rows: pl.Series,
+                 payload: pl.Series) -> tuple[pl.Series, dict[int, tuple[str, ...]]]:
+    """Walk bits for the events holding a card number, SSN or IBAN that passes its checks,
+    and for each such event (by row) the candidates, so that the walk looks only for them."""
+    masks = pl.Series([0] * rows.len(), dtype=pl.UInt8)
+    needles: dict[int, tuple[str, ...]] = {}
+    indices = rows.arg_true()
+    if indices.len() == 0:
+        return masks, needles
+    candidates = payload.gather(indices).str.extract_all(_JSON_NUMBER_CANDIDATES)
+    with_candidates = candidates.list.len() > 0
+    selected = indices.filter(with_candidates)
+    bits = []
+    for row, found in zip(selected.to_list(), candidates.filter(with_candidates).to_list(),
+                          strict=True):
+        mask = 0
+        for candidate in found:
+            plain = _ESCAPE_RE.sub(" ", candidate)  # the escape before it stands for a space
+            if _numbers(plain) != plain:
+                mask |= _NUMBERS | _WALK
+            if _ibans(plain) != plain:
+                mask |= _IBAN | _WALK
+        if mask:
+            # Without the character before it, a candidate is as it appears decoded.
+            needles[row] = tuple({_LEADING_RE.sub("", candidate) for candidate in found})
+        bits.append(mask)
+    if bits:
+        masks.scatter(selected, pl.Series(bits, dtype=pl.UInt8))
+    return masks, needles
+
+
+_LEADING_RE = re.compile(r"^(?:\\u[0-9a-fA-F]{4}|\\.|[^0-9A-Za-z])")
+_ESCAPE_RE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|.)")
+
+
+def _fill_auto_ips(payload: pl.Series, rows: pl.Series, project: pl.Series,
+                   client_ip: pl.Series, configs: Mapping[int, ScrubConfig]) -> pl.Series:
+    """`"ip_address": "{{auto}}"` becomes the sender's IP in projects that keep IPs (the walk
+    does it, and hashes, for the others)."""
+    hashing = [pid for pid, config in configs.items() if config.ip_mode != "keep"]
+    indices = _where(rows & ~project.is_in(hashing), payload, r"\{\{").arg_true()
+    if indices.len() == 0:
+        return payload
+    ips = [orjson.dumps(ip or "").decode() for ip in client_ip.gather(indices).to_list()]
+    selected = pl.DataFrame({"payload": payload.gather(indices), "ip": ips})
+    filled = selected.select(pl.col("payload").str.replace_all(
+        _JSON_AUTO_IP, pl.lit("${1}") + pl.col("ip"))).to_series()
+    result = payload.clone()
+    result.scatter(indices, filled)
+    return result
+
+
+def _client_ips(frame: pl.DataFrame, configs: Mapping[int, ScrubConfig]) -> pl.Series:
+    client_ip = frame.get_column("client_ip").clone()
+    project = frame.get_column("project_id")
+    for mode in ("hash", "drop"):
+        projects = [pid for pid, config in configs.items() if config.ip_mode == mode]
+        indices = (project.is_in(projects) & (client_ip != "")).fill_null(False).arg_true()
+        if indices.len() == 0:
+            continue
+        if mode == "drop":
+            values = [""] * indices.len()
+        else:
+            hashes: dict[tuple[int, str], str] = {}
+            values = []
+            for project_id, ip in zip(project.gather(indices).to_list(),
+                                      client_ip.gather(indices).to_list(), strict=True):
+                if (project_id, ip) not in hashes:
+                    hashes[(project_id, ip)] = hash_ip(ip, configs[project_id].hash_salt)
+                values.append(hashes[(project_id, ip)])
+        client_ip.scatter(indices, pl.Series(values, dtype=pl.String))
+    return client_ip

@@ -1,0 +1,148 @@
+"""Events sent with the real sentry-sdk become issues in PostgreSQL and processed events in
+ClickHouse while the runner (orchestration.runner, as `pulsetrace up` starts it) works."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from cli.stack import processing_service
+from core import db
+from core.blobs import blob_store
+from core.models import Issue, IssueStatus, Release
+from core.settings import Settings
+from orchestration.processing import Window, process_window, read_cursor
+from tests.conftest import start_service
+from tests.ingest.test_bad_input import post
+from tests.stack import IngestStack
+
+SENTRY_APP = Path(__file__).parents[1] / "ingest" / "sentry_app.py"
+
+
+@pytest.fixture(scope="module")
+def runner(ingest_stack: IngestStack) -> Iterator[IngestStack]:
+    process = start_service(processing_service(ingest_stack.settings), ingest_stack.settings)
+    try:
+        yield ingest_stack
+    finally:
+        process.stop()
+
+
+def wait_for(probe: Callable[[], Any], timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"not true within {timeout} s: {probe}")
+
+
+def issues_of(settings: Settings, project_id: int) -> list[Issue]:
+    engine = db.make_engine(settings.database_url)
+    with db.system_session(engine) as session:
+        return list(session.scalars(select(Issue).where(Issue.project_id == project_id)))
+
+
+def release_version(settings: Settings, release_id: int | None) -> str | None:
+    engine = db.make_engine(settings.database_url)
+    with db.system_session(engine) as session:
+        return session.scalar(select(Release.version).where(Release.id == release_id))
+
+
+def test_sentry_sdk_events_become_issues_and_processed_events(runner: IngestStack) -> None:
+    stack = runner
+    run_id = uuid.uuid4().hex
+    done = subprocess.run(
+        [sys.executable, str(SENTRY_APP), stack.project.dsn, "gzip", run_id],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    ids = json.loads(done.stdout)
+
+    def processed() -> list[tuple[Any, ...]]:
+        rows = stack.warehouse.query(
+            "SELECT replaceAll(toString(event_id), '-', ''), issue_id, title, culprit,"
+            " release, user_email, payload FROM events FINAL WHERE event_id IN {ids:Array(UUID)}",
+            parameters={"ids": list(ids.values())},
+        ).result_rows
+        return rows if len(rows) == 2 else []
+
+    rows = {r[0]: r for r in wait_for(processed)}
+    error = rows[ids["exception"]]
+    assert error[2] == "PaymentDeclined: order 1234 could not be charged"
+    assert "charge" in error[3]
+    assert error[4] == "shop@1.0.4"
+    # PII is gone from what is stored for users to see.
+    assert "jane@example.com" not in error[6] and error[5] != "jane@example.com"
+
+    issues = {i.id: i for i in issues_of(stack.settings, stack.project.project_id)}
+    issue = issues[error[1]]
+    assert issue.title == error[2]
+    assert issue.status == IssueStatus.unresolved
+    assert release_version(stack.settings, issue.first_release_id) == "shop@1.0.4"
+    message_issue = issues[rows[ids["message"]][1]]
+    assert message_issue.title == "inventory low for SKU-9"
+    assert message_issue.id != issue.id
+
+
+def test_a_new_release_reopens_a_resolved_issue(runner: IngestStack) -> None:
+    stack = runner
+    marker = uuid.uuid4().hex[:8]
+
+    def send(release: str) -> str:
+        event = {"event_id": uuid.uuid4().hex, "level": "error", "release": release,
+                 "platform": "python",
+                 "exception": {"values": [{"type": "LedgerMismatch", "value": f"run {marker}",
+                                           "stacktrace": {"frames": [
+                                               {"function": f"reconcile_{marker}",
+                                                "module": "shop.ledger", "in_app": True,
+                                                "lineno": 10}]}}]}}
+        assert post(stack, "store", json.dumps(event).encode()).status_code == 200
+        return event["event_id"]
+
+    send("shop@2.0.0")
+    engine = db.make_engine(stack.settings.database_url)
+
+    def the_issue() -> Issue | None:
+        with db.system_session(engine) as session:
+            return session.scalar(select(Issue).where(Issue.title.contains(marker)))
+
+    issue = wait_for(the_issue)
+    with db.system_session(engine) as session, session.begin():
+        stored = session.get(Issue, issue.id)
+        assert stored is not None
+        stored.status = IssueStatus.resolved
+        stored.resolved_in_release_id = stored.first_release_id  # "resolved in 2.0.0"
+        stored.resolved_at = datetime.now(UTC)
+        stored.substatus = None
+
+    send("shop@2.0.0")  # the same release again: still resolved
+    send("shop@2.0.1")  # a newer release: a regression
+    reopened = wait_for(lambda: (i := the_issue()) and i.status == IssueStatus.unresolved and i)
+    assert reopened.substatus is not None and reopened.substatus.value == "regressed"
+    assert release_version(stack.settings, reopened.regressed_in_release_id) == "shop@2.0.1"
+    assert reopened.times_seen == 3
+
+
+def test_running_a_processed_window_again_changes_nothing(runner: IngestStack) -> None:
+    stack = runner
+    engine = db.make_engine(stack.settings.database_url)
+    cursor = read_cursor(engine)
+    before = {i.id: i.times_seen for i in issues_of(stack.settings, stack.project.project_id)}
+    events_before = stack.warehouse.command("SELECT count() FROM events FINAL")
+    result = process_window(stack.warehouse, engine, blob_store(stack.settings),
+                            Window(datetime(1970, 1, 1, tzinfo=UTC), cursor))
+    assert result.raw == 0
+    after = {i.id: i.times_seen for i in issues_of(stack.settings, stack.project.project_id)}
+    assert after == before
+    assert stack.warehouse.command("SELECT count() FROM events FINAL") == events_before
