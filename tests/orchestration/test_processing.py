@@ -3,6 +3,7 @@ ClickHouse while the runner (orchestration.runner, as `pulsetrace up` starts it)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -19,11 +20,12 @@ from sqlalchemy import select
 from cli.stack import processing_service
 from core import db
 from core.blobs import blob_store
-from core.models import Issue, IssueStatus, Release
+from core.models import Artifact, Issue, IssueStatus, Release
 from core.settings import Settings
 from orchestration.processing import Window, process_window, read_cursor
 from tests.conftest import start_service
 from tests.ingest.test_bad_input import post
+from tests.pipelines.test_symbolication import Bundle, build_bundle, sentry_event
 from tests.stack import IngestStack
 
 SENTRY_APP = Path(__file__).parents[1] / "ingest" / "sentry_app.py"
@@ -146,3 +148,52 @@ def test_running_a_processed_window_again_changes_nothing(runner: IngestStack) -
     after = {i.id: i.times_seen for i in issues_of(stack.settings, stack.project.project_id)}
     assert after == before
     assert stack.warehouse.command("SELECT count() FROM events FINAL") == events_before
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    return build_bundle(tmp_path_factory.mktemp("shop"))
+
+
+@pytest.mark.parametrize("by", ["release", "debug_id"])
+def test_minified_frames_are_symbolicated_from_release_artifacts(
+    runner: IngestStack, bundle: Bundle, by: str
+) -> None:
+    """A source map uploaded as a release artifact (row in PostgreSQL, bytes in the blob
+    store) turns the minified frame into the original file, line and function."""
+    stack = runner
+    settings = stack.settings
+    release = f"shop@{uuid.uuid4().hex[:8]}"
+    engine = db.make_engine(settings.database_url)
+    key = f"artifacts/{stack.project.org_id}/{hashlib.sha1(bundle.sourcemap).hexdigest()}"
+    blob_store(settings).put(key, bundle.sourcemap, "application/json")
+    with db.system_session(engine) as session, session.begin():
+        stored = Release(organization_id=stack.project.org_id, version=release)
+        session.add(stored)
+        session.flush()
+        session.add(Artifact(
+            organization_id=stack.project.org_id, release_id=stored.id,
+            name="~/static/js/app.min.js.map", blob_key=key,
+            sha1=hashlib.sha1(bundle.sourcemap).hexdigest(), size=len(bundle.sourcemap),
+            content_type="application/json",
+            debug_id=bundle.debug_id if by == "debug_id" else None,
+        ))
+    event = sentry_event(bundle, release=release if by == "release" else "other@1",
+                         debug_ids=by == "debug_id")
+    assert post(stack, "store", json.dumps(event).encode()).status_code == 200
+
+    def stacktrace() -> str:
+        rows = stack.warehouse.query(
+            "SELECT stacktrace, culprit FROM events FINAL WHERE event_id = {id:UUID}",
+            parameters={"id": event["event_id"]}).result_rows
+        return rows[0] if rows else ""
+
+    trace, culprit = wait_for(stacktrace)
+    frames = json.loads(trace)[-1]["stacktrace"]["frames"]
+    innermost = frames[-1]
+    assert innermost["filename"] == "src/cart.js"
+    assert innermost["function"] == "checkout"
+    assert innermost["data"]["symbolicated"] is True
+    assert innermost["data"]["resolved_with"] == by
+    assert "new CartError(" in innermost["context_line"]
+    assert culprit == "checkout in src/cart.js" or "checkout" in culprit

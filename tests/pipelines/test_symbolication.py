@@ -60,10 +60,14 @@ class Bundle:
 
 @pytest.fixture(scope="session")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    return build_bundle(tmp_path_factory.mktemp("shop"))
+
+
+def build_bundle(root: Path) -> Bundle:
+    """Minify the fixture app with esbuild (map + debug id) and run it with node."""
     if not ESBUILD.exists():
         pytest.fail(f"{ESBUILD} is missing: run scripts/setup-test-deps (npm ci)")
     # Build in a copy laid out like a web project, so the map's sources read `../../src/…`.
-    root = tmp_path_factory.mktemp("shop")
     shutil.copytree(JS_PROJECT / "src", root / "src")
     subprocess.run(
         [ESBUILD, "src/app.js", "--bundle", "--minify", "--sourcemap", "--format=iife",
