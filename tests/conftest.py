@@ -12,7 +12,7 @@ import pytest
 from core.embedded import postgres as embedded_postgres
 from core.embedded import redis as embedded_redis
 from core.embedded import warehouse_service
-from core.embedded.process import ManagedProcess, ServiceSpec, free_port
+from core.embedded.process import ManagedProcess, ServiceSpec, free_port, start_healthy
 from core.settings import Settings
 from core.warehouse import migrate
 
@@ -41,10 +41,8 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="session")
 def postgres_url(stack_settings: Settings) -> Iterator[str]:
     """A real PostgreSQL server for the session; yields its SQLAlchemy URL."""
-    process = ManagedProcess(embedded_postgres.service(stack_settings))
-    process.start()
+    process = start_service(embedded_postgres.service(stack_settings), stack_settings)
     try:
-        process.wait_healthy()
         yield stack_settings.database_url
     finally:
         process.stop()
@@ -53,14 +51,7 @@ def postgres_url(stack_settings: Settings) -> Iterator[str]:
 def start_service(spec: ServiceSpec, settings: Settings) -> ManagedProcess:
     """Start a service as `pulsetrace up` does: with the stack's environment, until healthy."""
     spec.env = {**settings.child_environment(), **spec.env}
-    process = ManagedProcess(spec)
-    process.start()
-    try:
-        process.wait_healthy()
-    except Exception:
-        process.stop()
-        raise
-    return process
+    return start_healthy(spec)
 
 
 @pytest.fixture(scope="session")
@@ -77,10 +68,8 @@ def warehouse_url(stack_settings: Settings) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_url(stack_settings: Settings) -> Iterator[str]:
     """A real Redis server for the session; yields its URL."""
-    process = ManagedProcess(embedded_redis.service(stack_settings))
-    process.start()
+    process = start_service(embedded_redis.service(stack_settings), stack_settings)
     try:
-        process.wait_healthy()
         yield stack_settings.redis_url
     finally:
         process.stop()

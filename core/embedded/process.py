@@ -152,6 +152,18 @@ class ManagedProcess:
         return self.proc.returncode
 
 
+def start_healthy(spec: ServiceSpec, log_sink: IO[str] | None = None) -> ManagedProcess:
+    """Start one service and return once it is healthy; on failure nothing is left running."""
+    process = ManagedProcess(spec, log_sink)
+    process.start()
+    try:
+        process.wait_healthy()
+    except Exception:
+        process.stop()
+        raise
+    return process
+
+
 def _signal_group(group: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(group, sig)

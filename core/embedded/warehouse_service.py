@@ -6,7 +6,7 @@ from __future__ import annotations
 import urllib.request
 from pathlib import Path
 
-from core.embedded.process import ManagedProcess, ServiceSpec, python_module_argv
+from core.embedded.process import ManagedProcess, ServiceSpec, python_module_argv, start_healthy
 from core.settings import Settings
 
 
@@ -57,11 +57,4 @@ def start_warehouse(
     spec = service(settings, warehouse_dir)
     spec.log_file = log_file
     spec.startup_timeout = timeout
-    process = ManagedProcess(spec)
-    process.start()
-    try:
-        process.wait_healthy()
-    except Exception:
-        process.stop()
-        raise
-    return process
+    return start_healthy(spec)
