@@ -31,12 +31,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-import polars as pl
-import requests
-from sqlalchemy import select
+# Run as `python bench/pipeline.py`, this folder comes first on sys.path, where
+# bench/ingest.py would shadow the `ingest` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
 
-from core.embedded.process import free_port
+import orjson  # noqa: E402
+import polars as pl  # noqa: E402
+import requests  # noqa: E402
+from sqlalchemy import select  # noqa: E402
+
+from core.embedded.process import free_port  # noqa: E402
 
 PULSETRACE = str(Path(sys.executable).parent / "pulsetrace")
 FUNCTIONS = ["checkout", "placeOrder", "renderCart", "loadProfile", "submitForm", "fetchPrices",

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import polars as pl
+import pyarrow as pa
 
 UTC_MS = pl.Datetime("ms", "UTC")
 UTC_US = pl.Datetime("us", "UTC")
@@ -40,8 +41,8 @@ TRANSACTION_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "environment": pl.Utf8, "user_key": pl.Utf8, "browser_name": pl.Utf8, "os_name": pl.Utf8,
     "device_family": pl.Utf8, "http_method": pl.Utf8, "http_status_code": pl.UInt16,
     "url": pl.Utf8, "measurements.name": pl.List(pl.Utf8),
-    "measurements.value": pl.List(pl.Float64), "tag_keys": pl.List(pl.Utf8),
-    "tag_values": pl.List(pl.Utf8), "spans.op": pl.List(pl.Utf8),
+    "measurements.value": pl.List(pl.Float64), "tags.key": pl.List(pl.Utf8),
+    "tags.value": pl.List(pl.Utf8), "spans.op": pl.List(pl.Utf8),
     "spans.description": pl.List(pl.Utf8), "spans.status": pl.List(pl.Utf8),
     "spans.start_offset_ms": pl.List(pl.Float64), "spans.duration_ms": pl.List(pl.Float64),
 }
@@ -137,7 +138,8 @@ def _build(
     schema: dict[str, pl.DataType | type[pl.DataType]],
     make: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | None],
 ) -> pl.DataFrame:
-    rows = []
+    # Gathered column by column: building a frame from row dicts is several times slower.
+    columns: dict[str, list[Any]] = {name: [] for name in schema}
     for row in frame.filter(pl.col("item_type").is_in(item_types)).iter_rows(named=True):
         try:
             event = orjson.loads(row["payload"])
@@ -146,10 +148,14 @@ def _build(
         if isinstance(event, dict):
             built = make(row, event)
             if built is not None:
-                rows.append(built)
-    return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(
-        schema=schema
-    )
+                for name, values in columns.items():
+                    values.append(built[name])
+    # Through Arrow: it converts the list columns in one pass, Polars one list at a time.
+    arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
+    table = pa.Table.from_pydict(columns, schema=arrow_schema)
+    built_frame = pl.from_arrow(table)
+    assert isinstance(built_frame, pl.DataFrame)
+    return built_frame
 
 
 # --- events ---------------------------------------------------------------------------------

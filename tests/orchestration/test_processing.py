@@ -197,3 +197,35 @@ def test_minified_frames_are_symbolicated_from_release_artifacts(
     assert innermost["data"]["resolved_with"] == by
     assert "new CartError(" in innermost["context_line"]
     assert culprit == "checkout in src/cart.js" or "checkout" in culprit
+
+
+def test_transactions_and_feedback_reach_their_tables(runner: IngestStack) -> None:
+    stack = runner
+    start = datetime.now(UTC).timestamp() - 2
+    transaction = {"event_id": uuid.uuid4().hex, "type": "transaction", "transaction": "/cart",
+                   "start_timestamp": start, "timestamp": start + 0.8,
+                   "contexts": {"trace": {"trace_id": "a" * 32, "span_id": "b" * 16,
+                                          "op": "pageload"}},
+                   "measurements": {"lcp": {"value": 1800.0}}}
+    report = {"event_id": uuid.uuid4().hex, "name": "Ada", "email": "ada@example.com",
+              "comments": "Checkout froze"}
+    body = b"\n".join([
+        b"{}",
+        json.dumps({"type": "transaction"}).encode(), json.dumps(transaction).encode(),
+        json.dumps({"type": "user_report"}).encode(), json.dumps(report).encode(),
+    ]) + b"\n"
+    assert post(stack, "envelope", body).status_code == 200
+
+    def landed() -> tuple[Any, ...] | None:
+        tx = stack.warehouse.query(
+            "SELECT transaction_name, duration_ms, measurements.name FROM transactions FINAL"
+            " WHERE event_id = {id:UUID}", parameters={"id": transaction["event_id"]}
+        ).result_rows
+        fb = stack.warehouse.query(
+            "SELECT message, name FROM feedback FINAL WHERE event_id = {id:UUID}",
+            parameters={"id": report["event_id"]}).result_rows
+        return (tx[0], fb[0]) if tx and fb else None
+
+    (name, duration, measurements), (message, person) = wait_for(landed)
+    assert (name, round(duration), measurements) == ("/cart", 800, ["lcp"])
+    assert (message, person) == ("Checkout froze", "Ada")
