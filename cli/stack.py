@@ -158,13 +158,13 @@ def dagster_ui_service(settings: Settings) -> ServiceSpec:
     )
 
 
-def product_processes(settings: Settings) -> list[ServiceSpec]:
-    """PulseTrace's own processes; the dashboard joins here when it lands."""
+def product_processes(settings: Settings) -> list[list[ServiceSpec]]:
+    """PulseTrace's own processes, in groups started one after the other (a group starts
+    together). The Dagster UI waits for the runner: both would otherwise create the same
+    Dagster instance store at once on a fresh data dir. The dashboard joins when it lands."""
     return [
-        ingest_service(settings),
-        landing_worker_service(settings),
-        processing_service(settings),
-        dagster_ui_service(settings),
+        [ingest_service(settings), landing_worker_service(settings), processing_service(settings)],
+        [dagster_ui_service(settings)],
     ]
 
 
@@ -232,7 +232,8 @@ class Stack:
         self._start_all(infrastructure(self.settings))
         apply_migrations(self.settings)
         self.say("migrations applied (PostgreSQL and warehouse)")
-        self._start_all(product_processes(self.settings))
+        for group in product_processes(self.settings):
+            self._start_all(group)
         self._write_stack_file()
         self.say(f"healthy in {time.monotonic() - started:.1f} s")
 
@@ -323,7 +324,11 @@ def health_of(settings: Settings) -> list[HealthReport]:
             "warehouse", warehouse.redact(settings.clickhouse_url), lambda: _warehouse_ok(settings)
         ),
     ]
-    reports += [check(spec.name, spec.url, spec.health) for spec in product_processes(settings)]
+    reports += [
+        check(spec.name, spec.url, spec.health)
+        for group in product_processes(settings)
+        for spec in group
+    ]
     return reports
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
 from flask import Flask, Response
+from werkzeug import Request
 from werkzeug.exceptions import HTTPException
 
 from core import db
 from core.redis import redis_client
 from core.settings import Settings, get_settings
-from ingest import metrics
+from ingest import api, metrics
 from ingest.api import bp as api_blueprint
 from ingest.api import json_response
 from ingest.auth import KeyCache
@@ -16,12 +21,57 @@ from ingest.queue import LandingQueue
 from ingest.state import IngestState, parse_user_agent
 
 
+def http_error(exc: HTTPException) -> Response:
+    return json_response(exc.code or 500, {"detail": exc.description})
+
+
+def unexpected(app: Flask, exc: Exception) -> Response:
+    app.logger.exception("unexpected error in ingest", exc_info=exc)
+    return json_response(500, {"detail": "internal error; the event was not accepted"})
+
+
+_INGEST_POST = re.compile(r"/api/([0-9]+)/(envelope|store|events)/")
+
+
+class IngestFastPath:
+    """WSGI middleware: a POST to an ingest endpoint goes straight to its handler.
+
+    Flask's request context, routing and response finalisation cost ~145 µs a request, a
+    large share of the hot path. The handlers need none of it (they take the request and the
+    state explicitly), so POSTs to /api/<id>/(envelope|store|events)/ skip Flask; everything
+    else, OPTIONS included, goes to Flask. Errors are answered as Flask's handlers would.
+    """
+
+    def __init__(self, app: Flask, state: IngestState) -> None:
+        self.app = app
+        self.flask_wsgi = app.wsgi_app
+        self.state = state
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        match = (
+            _INGEST_POST.fullmatch(environ.get("PATH_INFO") or "")
+            if environ.get("REQUEST_METHOD") == "POST"
+            else None
+        )
+        if match is None:
+            return self.flask_wsgi(environ, start_response)
+        try:
+            response = api.guarded(match[2], Request(environ), self.state, int(match[1]))
+        except HTTPException as exc:
+            response = http_error(exc)
+        except Exception as exc:  # noqa: BLE001 - answered as Flask's handler does
+            response = unexpected(self.app, exc)
+        return response(environ, start_response)
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     app = Flask(__name__)
     engine = db.make_engine(settings.database_url, pool_size=4, max_overflow=4)
     redis = redis_client(settings.redis_url)
-    app.extensions["pulsetrace_ingest"] = IngestState(
+    state = app.extensions["pulsetrace_ingest"] = IngestState(
         settings=settings,
         engine=engine,
         keys=KeyCache(engine, settings.ingest_key_cache_seconds),
@@ -43,13 +93,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         body, content_type = metrics.render()
         return Response(body, content_type=content_type)
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response:
-        return json_response(exc.code or 500, {"detail": exc.description})
-
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> Response:
-        app.logger.exception("unexpected error in ingest", exc_info=exc)
-        return json_response(500, {"detail": "internal error; the event was not accepted"})
-
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(Exception, lambda exc: unexpected(app, exc))
+    app.wsgi_app = IngestFastPath(app, state)  # type: ignore[method-assign]
     return app

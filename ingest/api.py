@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import time
 import uuid
 import zlib
+from collections import Counter
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import msgspec
 import orjson
 import redis
 from flask import Blueprint, Response, current_app, request
+from werkzeug import Request
 
 from ingest import metrics
 from ingest.auth import AuthError, KeyInfo, key_from_dsn, origin_allowed, parse_auth_header
@@ -40,6 +44,18 @@ CORS_ALLOW_HEADERS = (
     "sentry-trace, baggage"
 )
 CORS_EXPOSE_HEADERS = "X-Sentry-Rate-Limits, Retry-After, X-Sentry-Error"
+
+
+@cache  # label values are a small fixed set; .labels() is a costly lookup
+def labelled(metric: Any, label: str) -> Any:
+    """A metric's child for one label value, looked up once per process."""
+    return metric.labels(label)
+
+
+def header(req: Request, name: str) -> str | None:
+    """A request header straight from the WSGI environ (cheaper than werkzeug's
+    request.headers). name: the CGI form, e.g. HTTP_USER_AGENT."""
+    return req.environ.get(name)
 
 
 class ApiError(Exception):
@@ -67,23 +83,24 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 # --- request pieces ------------------------------------------------------------------------
 
 
-def read_body(st: IngestState) -> bytes:
+def read_body(req: Request, st: IngestState) -> bytes:
     limit = st.settings.ingest_max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
+    content_length = req.content_length
+    if content_length is not None and content_length > limit:
         raise ApiError(413, f"the request body exceeds {limit} bytes", "too_large")
     # Reads a chunked body too, stopping one byte past the limit.
-    raw = request.stream.read(limit + 1)
+    raw = req.stream.read(limit + 1)
     if len(raw) > limit:
         raise ApiError(413, f"the request body exceeds {limit} bytes", "too_large")
-    if request.content_length is not None and len(raw) < request.content_length:
+    if content_length is not None and len(raw) < content_length:
         raise ApiError(
             400,
-            f"the body is truncated: {len(raw)} of {request.content_length} bytes arrived",
+            f"the body is truncated: {len(raw)} of {content_length} bytes arrived",
             "truncated",
         )
     try:
         return decode_body(
-            raw, request.headers.get("Content-Encoding"), st.settings.ingest_max_decompressed_bytes
+            raw, header(req, "HTTP_CONTENT_ENCODING"), st.settings.ingest_max_decompressed_bytes
         )
     except BodyTooLarge as exc:
         raise ApiError(413, str(exc), "too_large") from None
@@ -92,13 +109,31 @@ def read_body(st: IngestState) -> bytes:
         raise ApiError(status, str(exc), "bad_encoding") from None
 
 
-def public_key_from_request(envelope_headers: dict[str, Any] | None = None) -> str | None:
-    header = request.headers.get("X-Sentry-Auth") or request.headers.get("Authorization", "")
-    if header.lower().startswith("sentry "):
-        key = parse_auth_header(header).get("sentry_key")
-        if key:
-            return key
-    key = request.args.get("sentry_key")
+@dataclass(frozen=True)
+class SentryAuth:
+    """What the X-Sentry-Auth (or `Authorization: Sentry ...`) header carries."""
+
+    key: str | None  # only from a header that starts with "Sentry "
+    client: str  # sentry_client, from X-Sentry-Auth only
+
+
+def sentry_auth(req: Request) -> SentryAuth:
+    """Parses the auth header once per request (the key and the SDK both come from it)."""
+    x_sentry_auth = header(req, "HTTP_X_SENTRY_AUTH")
+    value = x_sentry_auth or header(req, "HTTP_AUTHORIZATION") or ""
+    fields = parse_auth_header(value) if value else {}
+    return SentryAuth(
+        key=fields.get("sentry_key") if value.lower().startswith("sentry ") else None,
+        client=fields.get("sentry_client", "") if x_sentry_auth else "",
+    )
+
+
+def public_key_from_request(
+    req: Request, auth: SentryAuth, envelope_headers: dict[str, Any] | None = None
+) -> str | None:
+    if auth.key:
+        return auth.key
+    key = req.args.get("sentry_key")
     if key:
         return key
     if envelope_headers:
@@ -110,28 +145,33 @@ def public_key_from_request(envelope_headers: dict[str, Any] | None = None) -> s
     return None
 
 
-def sdk_from_request() -> tuple[str, str]:
-    client = request.args.get("sentry_client") or parse_auth_header(
-        request.headers.get("X-Sentry-Auth", "")
-    ).get("sentry_client", "")
+def sdk_from_request(req: Request, auth: SentryAuth) -> tuple[str, str]:
+    client = req.args.get("sentry_client") or auth.client
     name, _, version = client.partition("/")
     return name, version
 
 
-def authenticate(st: IngestState, project_id: int, public_key: str | None) -> KeyInfo:
+def authenticate(
+    req: Request, st: IngestState, project_id: int, public_key: str | None
+) -> KeyInfo:
     try:
         info = st.keys.authenticate(public_key, project_id)
     except AuthError as exc:
         raise ApiError(exc.status, exc.message, "auth") from None
-    if not origin_allowed(info, request.headers.get("Origin")):
+    if not origin_allowed(info, header(req, "HTTP_ORIGIN")):
         raise ApiError(403, "this origin is not allowed for the project", "origin")
     return info
+
+
+_HEX_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def normalize_event_id(value: object) -> str:
     if value is None:
         return uuid.uuid4().hex
     if isinstance(value, str):
+        if len(value) == 32 and _HEX_ID.fullmatch(value):  # what SDKs send: already normal
+            return value
         try:
             return uuid.UUID(value).hex
         except ValueError:
@@ -152,13 +192,13 @@ class Accepted:
 class RowBuilder:
     """Builds landing rows with what the server learned about this request."""
 
-    def __init__(self, st: IngestState, info: KeyInfo) -> None:
+    def __init__(self, req: Request, st: IngestState, info: KeyInfo, auth: SentryAuth) -> None:
         self.info = info
         self.received_at = time.time()
-        self.client_ip = st.client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"))
-        self.user_agent = request.headers.get("User-Agent", "")[:1024]
+        self.client_ip = st.client_ip(req.remote_addr, header(req, "HTTP_X_FORWARDED_FOR"))
+        self.user_agent = (header(req, "HTTP_USER_AGENT") or "")[:1024]
         self.ua = st.parse_user_agent(self.user_agent)
-        self.sdk_name, self.sdk_version = sdk_from_request()
+        self.sdk_name, self.sdk_version = sdk_from_request(req, auth)
         self.accepted = Accepted([], [], [], [])
 
     def add(self, item_type: str, event_id: str, payload: bytes, sdk: Any = None) -> None:
@@ -208,14 +248,18 @@ def enqueue(st: IngestState, builder: RowBuilder) -> Enqueued:
             list(zip(accepted.dedupe_ids, accepted.rows, strict=True)),
         )
     except redis.RedisError:
-        metrics.EVENTS_REJECTED.labels("queue_unavailable").inc(len(accepted.rows))
+        labelled(metrics.EVENTS_REJECTED, "queue_unavailable").inc(len(accepted.rows))
         raise ApiError(
             503, "the event queue is unavailable; retry later", "queue_unavailable",
             {"Retry-After": "5"},
         ) from None
-    for status, item_type in zip(result.statuses, accepted.item_types, strict=False):
-        if status == ACCEPTED:
-            metrics.EVENTS_ACCEPTED.labels(item_type).inc()
+    counts = Counter(
+        item_type
+        for status, item_type in zip(result.statuses, accepted.item_types, strict=False)
+        if status == ACCEPTED
+    )
+    for item_type, count in counts.items():  # one increment per item type, not per event
+        labelled(metrics.EVENTS_ACCEPTED, item_type).inc(count)
     if not result.rate_limited:
         return Enqueued(result.statuses, None)
     metrics.EVENTS_RATE_LIMITED.inc(result.rate_limited)
@@ -228,8 +272,8 @@ def enqueue(st: IngestState, builder: RowBuilder) -> Enqueued:
 # --- CORS ----------------------------------------------------------------------------------
 
 
-def with_cors(response: Response) -> Response:
-    origin = request.headers.get("Origin")
+def with_cors(req: Request, response: Response) -> Response:
+    origin = header(req, "HTTP_ORIGIN")
     if origin:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
@@ -237,34 +281,34 @@ def with_cors(response: Response) -> Response:
     return response
 
 
-def preflight(project_id: int) -> Response:
-    st = state()
-    key = request.args.get("sentry_key")
+def preflight(req: Request, st: IngestState, project_id: int) -> Response:
+    key = req.args.get("sentry_key")
     if key:
         try:
-            authenticate(st, project_id, key)
+            authenticate(req, st, project_id, key)
         except ApiError as exc:  # with CORS headers, so the page can read why
-            return with_cors(json_response(exc.status, {"detail": exc.message}))
+            return with_cors(req, json_response(exc.status, {"detail": exc.message}))
     response = Response(status=200)
     response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
     response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
     response.headers["Access-Control-Max-Age"] = "3600"
-    return with_cors(response)
+    return with_cors(req, response)
 
 
-def guarded(endpoint: str, project_id: int, handler: Any) -> Response:
-    """Runs a handler, turning ApiError into its answer, timing it, and adding CORS headers."""
+def guarded(endpoint: str, req: Request, st: IngestState, project_id: int) -> Response:
+    """Runs an endpoint's handler, turning ApiError into its answer, timing it, and adding
+    CORS headers. Called by the Flask routes below and by ingest's WSGI fast path."""
     started = time.perf_counter()
-    if request.method == "OPTIONS":
-        return preflight(project_id)
+    if req.method == "OPTIONS":
+        return preflight(req, st, project_id)
     try:
-        response = handler(project_id)
+        response = HANDLERS[endpoint](req, st, project_id)
     except ApiError as exc:
-        metrics.EVENTS_REJECTED.labels(exc.reason).inc()
+        labelled(metrics.EVENTS_REJECTED, exc.reason).inc()
         headers = {"X-Sentry-Error": exc.message[:200], **exc.headers}
         response = json_response(exc.status, {"detail": exc.message}, headers)
-    metrics.REQUEST_LATENCY.labels(endpoint).observe(time.perf_counter() - started)
-    return with_cors(response)
+    labelled(metrics.REQUEST_LATENCY, endpoint).observe(time.perf_counter() - started)
+    return with_cors(req, response)
 
 
 # --- endpoints -----------------------------------------------------------------------------
@@ -283,22 +327,22 @@ def _landed_item(builder: RowBuilder, item: EnvelopeItem, number: int, header_id
     builder.add(item.type, event_id, item.payload, event.sdk)
 
 
-def handle_envelope(project_id: int) -> Response:
-    st = state()
-    body = read_body(st)
+def handle_envelope(req: Request, st: IngestState, project_id: int) -> Response:
+    body = read_body(req, st)
     try:
         envelope = parse_envelope(body)
     except EnvelopeError as exc:
         raise ApiError(400, f"invalid envelope: {exc}", "invalid") from None
-    info = authenticate(st, project_id, public_key_from_request(envelope.headers))
-    builder = RowBuilder(st, info)
+    auth = sentry_auth(req)
+    info = authenticate(req, st, project_id, public_key_from_request(req, auth, envelope.headers))
+    builder = RowBuilder(req, st, info, auth)
     header_id = envelope.headers.get("event_id")
     for number, item in enumerate(envelope.items, start=1):
         if item.type in LANDED_ITEM_TYPES:
             _landed_item(builder, item, number, header_id)
         else:
-            metrics.ITEMS_COUNTED.labels(
-                item.type if item.type in COUNTED_ITEM_TYPES else "other"
+            labelled(
+                metrics.ITEMS_COUNTED, item.type if item.type in COUNTED_ITEM_TYPES else "other"
             ).inc()
     queued = enqueue(st, builder)
     if queued.limit_headers and not queued.statuses:
@@ -322,16 +366,16 @@ def _legacy_store_body(body: bytes) -> bytes:
                        "invalid") from None
 
 
-def handle_store(project_id: int) -> Response:
-    st = state()
-    body = _legacy_store_body(read_body(st))
-    info = authenticate(st, project_id, public_key_from_request())
+def handle_store(req: Request, st: IngestState, project_id: int) -> Response:
+    body = _legacy_store_body(read_body(req, st))
+    auth = sentry_auth(req)
+    info = authenticate(req, st, project_id, public_key_from_request(req, auth))
     try:
         event = validate_event(body)
     except InvalidEvent as exc:
         raise ApiError(400, str(exc), "invalid") from None
     item_type = "transaction" if event.type == "transaction" else "event"
-    builder = RowBuilder(st, info)
+    builder = RowBuilder(req, st, info, auth)
     event_id = normalize_event_id(event.event_id)
     builder.add(item_type, event_id, body, event.sdk)
     queued = enqueue(st, builder)
@@ -343,11 +387,11 @@ def handle_store(project_id: int) -> Response:
 _batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
 
-def handle_batch(project_id: int) -> Response:
+def handle_batch(req: Request, st: IngestState, project_id: int) -> Response:
     """PulseTrace's native batch: a JSON array of events, answered per event."""
-    st = state()
-    body = read_body(st)
-    info = authenticate(st, project_id, public_key_from_request())
+    body = read_body(req, st)
+    auth = sentry_auth(req)
+    info = authenticate(req, st, project_id, public_key_from_request(req, auth))
     try:
         raw_events = _batch_decoder.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -360,7 +404,7 @@ def handle_batch(project_id: int) -> Response:
             413, f"the batch has {len(raw_events)} events; at most {limit} per request",
             "too_large",
         )
-    builder = RowBuilder(st, info)
+    builder = RowBuilder(req, st, info, auth)
     rejected: list[dict[str, Any]] = []
     positions: list[int] = []  # index in the batch of each row handed to the queue
     for index, raw in enumerate(raw_events):
@@ -378,7 +422,7 @@ def handle_batch(project_id: int) -> Response:
         builder.add(item_type, event_id, payload, event.sdk)
         positions.append(index)
     if rejected:
-        metrics.EVENTS_REJECTED.labels("invalid").inc(len(rejected))
+        labelled(metrics.EVENTS_REJECTED, "invalid").inc(len(rejected))
     queued = enqueue(st, builder)
     accepted = []
     for i, (position, event_id) in enumerate(zip(positions, builder.accepted.event_ids,
@@ -399,16 +443,21 @@ def handle_batch(project_id: int) -> Response:
     )
 
 
+HANDLERS = {"envelope": handle_envelope, "store": handle_store, "events": handle_batch}
+
+
+# POSTs to these routes normally take ingest's WSGI fast path (ingest/__init__.py), which
+# calls guarded() without Flask; the routes serve OPTIONS and anything the fast path declines.
 @bp.route("/api/<int:project_id>/envelope/", methods=["POST", "OPTIONS"])
 def envelope(project_id: int) -> Response:
-    return guarded("envelope", project_id, handle_envelope)
+    return guarded("envelope", request._get_current_object(), state(), project_id)
 
 
 @bp.route("/api/<int:project_id>/store/", methods=["POST", "OPTIONS"])
 def store(project_id: int) -> Response:
-    return guarded("store", project_id, handle_store)
+    return guarded("store", request._get_current_object(), state(), project_id)
 
 
 @bp.route("/api/<int:project_id>/events/", methods=["POST", "OPTIONS"])
 def events(project_id: int) -> Response:
-    return guarded("events", project_id, handle_batch)
+    return guarded("events", request._get_current_object(), state(), project_id)

@@ -9,6 +9,8 @@ so a batch that fails anywhere is simply run again: exactly once.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from core.models import (
     Release,
     ReleaseProject,
 )
+from core.settings import get_settings
 from pipelines.fingerprinting import fingerprint_events
 from pipelines.issues import plan_issue_changes, summarize_batch, with_issue_ids
 from pipelines.processed import event_rows, feedback_rows, transaction_rows
@@ -146,17 +149,27 @@ def read_raw_events(client: Client, window: Window) -> pl.DataFrame:
 # --- what the pipelines need from storage ---------------------------------------------------
 
 
-def scrub_configs(session: Session, project_ids: Iterable[int]) -> dict[int, ScrubConfig]:
+def scrub_configs(
+    session: Session, project_ids: Iterable[int], hash_salt: str
+) -> dict[int, ScrubConfig]:
+    """Each project's scrubbing options. The salt (from SECRET_KEY) keeps hashed IPs from
+    being reversed by hashing every address."""
     configs = {}
     rows = session.execute(select(Project.id, Project.settings).where(
         Project.id.in_(list(project_ids))))
     for project_id, settings in rows:
         options = (settings or {}).get("scrubbing") or {}
-        configs[project_id] = ScrubConfig(
-            ip_mode=options.get("ip_mode", "keep"),
-            extra_patterns=tuple(options.get("extra_patterns", ())),
-            safe_fields=tuple(options.get("safe_fields", ())),
-        )
+        try:
+            configs[project_id] = ScrubConfig(
+                ip_mode=options.get("ip_mode", "keep"),
+                extra_patterns=tuple(options.get("extra_patterns", ())),
+                safe_fields=tuple(options.get("safe_fields", ())),
+                hash_salt=hash_salt,
+            )
+        except ValueError as exc:  # a bad pattern must not stop every project's events
+            log.error("project %s has invalid scrubbing settings (%s); using the defaults",
+                      project_id, exc)
+            configs[project_id] = ScrubConfig(hash_salt=hash_salt)
     return configs
 
 
@@ -197,6 +210,11 @@ class StoredSourceMaps:
                    Artifact.dist == (dist or ""), Artifact.name.in_(maps + names))
             .order_by(Artifact.name.endswith(".map").desc(), Artifact.id.desc())
         )
+
+
+def ip_hash_salt() -> str:
+    secret = get_settings().secret_key.encode()
+    return hmac.new(secret, b"pulsetrace/ip-hash", hashlib.sha256).hexdigest()
 
 
 # --- issues in PostgreSQL -------------------------------------------------------------------
@@ -347,7 +365,8 @@ def process_window(
         raw = read_raw_events(client, window)
         result.raw = raw.height
         if raw.height:
-            configs = scrub_configs(session, raw["project_id"].unique().to_list())
+            configs = scrub_configs(session, raw["project_id"].unique().to_list(),
+                                    ip_hash_salt())
             scrubbed = scrub_payloads(raw, configs)
             symbolicated = symbolicate_payloads(
                 scrubbed, StoredSourceMaps(engine, blobs), source_map_cache)

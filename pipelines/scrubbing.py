@@ -26,8 +26,25 @@ Rust regex over its JSON text, so most rules run vectorized over the `payload` c
    candidate card numbers / IBANs / SSNs (checksums need Python), IP fields, extra patterns.
 3. Only those events are parsed and walked in Python, running only the rules they triggered.
 
-The same rules exist as Python regexes over decoded strings (`scrub_text`, and the walk); the
-test suite checks that both paths agree.
+The same rules exist as Python regexes over decoded strings (`scrub_text`, the walk, and
+`scrub_event_json`, which applies everything in Python); the tests check that both paths
+agree.
+
+Choices worth knowing:
+
+* Card numbers: 13-19 digits passing Luhn *and* starting with an issuer digit 2-6 (which
+  spares millisecond timestamps), written whole or in groups of 3-6 with one kind of
+  separator. IBANs: capitals, whole or in groups of four, registered country length, mod 97.
+* `user.id` and `user.username` identify the affected user: they get the pattern rules
+  (an email used as username goes) but not the number rules (numeric ids are not cards).
+* `scheme://user:password@host` keeps the scheme, user and host; `scheme://user@host`
+  (no password) reads as an email and is filtered.
+* ip modes: `hash` is an HMAC-SHA256 of the address with the installation's salt (32 hex
+  characters); `drop` empties `client_ip` and `user.ip_address` and filters IP headers.
+  `"{{auto}}"` in `user.ip_address` is resolved to the sender's IP first.
+* Payloads that are not JSON objects are left as they are; text that starts like an object
+  but does not parse still gets the JSON-text rules.
+* Scrubbing what was scrubbed changes nothing, so a time range can be reprocessed.
 """
 
 from __future__ import annotations
@@ -133,9 +150,10 @@ _AUTO_IP_RE = re.compile(r"\{\{\s*auto\s*\}\}")  # "fill in the sender's IP", fr
 # --- Rules over decoded strings (Python) ------------------------------------------------------
 
 _PRIVATE_KEY_RE = re.compile(
-    # Without an END line (SDKs truncate long strings) the rest of the string goes too.
+    # Without an END line (SDKs truncate long strings) the rest of the string goes too, up
+    # to a quote (the end of a string in JSON held in the string).
     r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
-    r"(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|.*)",
+    r'(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|[^"]*)',
     re.DOTALL,
 )
 _URL_PASSWORD_RE = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/?#@\[\]]*:)[^\s/?#@]+@")
@@ -145,7 +163,7 @@ _EMAIL_RE = re.compile(r"(?<![\w.%+\-])[\w.%+\-]+@[^\W_][\w\-]*(?:\.[\w\-]+)*\.[
 _SCHEMES = r"Bearer|bearer|BEARER|Basic|basic|BASIC|Token|token|TOKEN"
 _AUTH_RE = re.compile(
     rf"(?<!\w)({_SCHEMES})(\s+)"
-    r"(?:[\w\-.~+/]*(?:[0-9_\-~+/]|\.\w|[a-z][A-Z])[\w\-.~+/]*=*|[\w\-.~+/]{20,}=*)"
+    r"(?:[\w\-.~+/]*(?:[0-9_\-~+/]|\.\w|[a-z][A-Z])[\w\-.~+/]*|[\w\-.~+/]{20,})"
 )
 _SSN_RE = re.compile(r"(?<![\w\-])([0-9]{3})-([0-9]{2})-([0-9]{4})(?![\w\-])")
 # Digit groups joined by single spaces or dashes, at least 13 digits; decimals are not cards.
@@ -153,7 +171,11 @@ _CARD_CANDIDATE_RE = re.compile(
     r"(?<![\w.\-])(?=(?:[0-9][ \-]?){13})[0-9]+(?:[ \-][0-9]+)*(?![\w\-]|\.[0-9])"
 )
 _DIGIT_RUN_RE = re.compile(r"[0-9]+")
-_IBAN_RE = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2})[0-9]{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+# IBANs are written whole or in groups of four separated by spaces.
+_IBAN_RE = re.compile(
+    r"(?<![A-Za-z0-9])([A-Z]{2})[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?"
+    r"(?![A-Za-z0-9])"
+)
 # `key=value`, `key: value`, `"key": "value"`, `'key': 'value'` inside text. The value is a
 # quoted string, or runs to whitespace, `&`, a quote, or a `,`/`;` followed by a space (so a
 # password containing a comma goes whole, while "password=x, user=y" keeps "user=y").
@@ -257,8 +279,8 @@ def _filter_iban(match: re.Match[str]) -> str:
     length = _IBAN_LENGTHS.get(match.group(1))
     if length is None:
         return text
-    # The candidate may run on into following capitals ("DE89 ... 00 FOR RENT"): take the
-    # country's length of characters, if the IBAN ends there at a space or the end.
+    # The candidate may run on into following groups ("AT61 1904 3002 3457 3201 RENT"): take
+    # the country's length of characters, if the IBAN ends there at a space or the end.
     seen = 0
     end = len(text)
     for index, char in enumerate(text):
@@ -271,7 +293,7 @@ def _filter_iban(match: re.Match[str]) -> str:
         return text
     if not iban_valid(text[:end].replace(" ", "")):
         return text
-    return MARKER + text[end:]
+    return MARKER + _ibans(text[end:])  # the rest may start another IBAN
 
 
 def _filter_ssn(match: re.Match[str]) -> str:
@@ -296,7 +318,12 @@ def _emails(text: str) -> str:
 
 
 def _auth_credentials(text: str) -> str:
+    if not any(map(text.__contains__, _SCHEME_HINTS)):
+        return text
     return _AUTH_RE.sub(rf"\1\2{MARKER}", text)
+
+
+_SCHEME_HINTS = ("earer", "EARER", "asic", "ASIC", "oken", "OKEN")
 
 
 def _digit_count(text: str) -> int:
@@ -324,57 +351,85 @@ _PATTERN_RULES: tuple[Callable[[str], str], ...] = (
 
 # --- The same rules over JSON text (Rust regexes, run by Polars) ------------------------------
 
-_U = r"\\u[0-9a-fA-F]{4}"  # a \uXXXX escape, read as one (possibly word) character
+_U = r"\\u[0-9a-fA-F]{4}"  # a \uXXXX escape, read as one character
+# An escape that may stand for a letter (Latin, Greek, Cyrillic, ..., CJK, Hangul) but not for
+# a space, punctuation or an emoji (a surrogate pair), so that a match does not run on into
+# its neighbours; and the other escapes.
+_U_LETTER = (
+    r"\\u(?:00[c-fC-F][0-9a-fA-F]|0[1-9a-fA-F][0-9a-fA-F]{2}|1[0-9a-fA-F]{3}"
+    r"|2[c-fC-F][0-9a-fA-F]{2}|30[4-9a-fA-F][0-9a-fA-F]|3[1-9a-fA-F][0-9a-fA-F]{2}"
+    r"|[4-9a-cA-C][0-9a-fA-F]{3}|[dD][0-7][0-9a-fA-F]{2}|[fF][9aA][0-9a-fA-F]{2}"
+    r"|[fF][fF](?:[2-5][0-9a-fA-F]|[6-9a-dA-D][0-9a-fA-F]))"
+)
+_U_OTHER = (
+    r"\\u(?:00[0-9a-bA-B][0-9a-fA-F]|2[0-9a-bA-B][0-9a-fA-F]{2}|30[0-3][0-9a-fA-F]"
+    r"|[dD][89a-fA-F][0-9a-fA-F]{2}|[eE][0-9a-fA-F]{3}|[fF][0-8b-eB-E][0-9a-fA-F]{2}"
+    r"|[fF][fF](?:[01][0-9a-fA-F]|[e-fE-F][0-9a-fA-F]))"
+)
+
 # What may precede a match: a character that is not part of it, or a whole escape. Starting
 # with it (and putting it back) is how a regex without look-behind starts at a boundary; the
 # leftmost match then never starts inside an escape such as the `n` of `\n`.
-_BEFORE_EMAIL = r"(^|[^\w.%+\-\\]|\\[nrtbf\"\\/])"
+_BEFORE_EMAIL = rf"(^|[^\w.%+\-\\]|\\[nrtbf\"\\/]|{_U})"
+_LABEL_CHAR = rf"(?:[\w\-]|{_U_LETTER})"
 _JSON_EMAIL = (
     _BEFORE_EMAIL
-    + rf"(?:[\w.%+\-]|{_U})+@(?:[^\W_]|{_U})(?:[\w\-]|{_U})*(?:\.(?:[\w\-]|{_U})+)*"
-    + rf"\.(?:[^\W\d_]|{_U}){{2,}}"
+    + rf"(?:[\w.%+\-]|{_U_LETTER})+@(?:[^\W_]|{_U_LETTER}){_LABEL_CHAR}*"
+    + rf"(?:\.{_LABEL_CHAR}+)*"
+    + rf"\.(?:[^\W\d_]|{_U_LETTER}){{2,}}"
 )
 _JSON_URL_PASSWORD = (
     rf"([a-zA-Z][a-zA-Z0-9+.\-]*:(?:\\?/){{2}}(?:[^\s:/?#@\[\]\"\\]|\\[\"\\]|{_U})*:)"
     rf"(?:[^\s/?#@\"\\]|\\[\"\\]|{_U})+@"
 )
-_CRED_CHAR = rf"(?:[\w\-.~+]|\\?/|{_U})"
-_CRED_SIGN = rf"(?:[0-9_\-~+]|\\?/|\.(?:\w|{_U})|[a-z][A-Z])"
+_CRED_CHAR = rf"(?:[\w\-.~+]|\\?/|{_U_LETTER})"
+_CRED_SIGN = rf"(?:[0-9_\-~+]|\\?/|\.(?:\w|{_U_LETTER})|[a-z][A-Z])"
+# The escapes that stand for what Python's \s matches.
+_U_SPACE = r"\\u(?:000[bB]|001[c-fC-F]|0085|00[aA]0|1680|200[0-9aA]|202[89fF]|205[fF]|3000)"
 _JSON_AUTH = (
-    rf"(^|[^\w\\]|\\[nrtbf\"\\/])({_SCHEMES})((?:\s|\\[nrtf]|{_U})+)"
-    rf"(?:{_CRED_CHAR}*{_CRED_SIGN}{_CRED_CHAR}*=*|{_CRED_CHAR}{{20,}}=*)"
+    rf"(^|[^\w\\]|\\[nrtbf\"\\/]|{_U_OTHER})({_SCHEMES})((?:\s|\\[nrtf]|{_U_SPACE})+)"
+    rf"(?:{_CRED_CHAR}*{_CRED_SIGN}{_CRED_CHAR}*|{_CRED_CHAR}{{20,}})"
 )
 _JSON_CHARS = r"(?:[^\"\\]|\\.)"  # string content: any character but `"`, escapes whole
 _JSON_PRIVATE_KEY = (
     r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
-    rf"(?:{_JSON_CHARS}*?-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|{_JSON_CHARS}*)"
+    rf"(?:{_JSON_CHARS}*?-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|(?:[^\"\\]|\\[^\"])*)"
 )
-# A JSON string that is a sensitive key name: _SENSITIVE_KEY_RE, with its look-arounds
-# turned into "a non-letter or the end of the string".
-_NON_LETTER = r"(?:[^a-zA-Z\"\\]|\\.)"
-_JSON_SENSITIVE_KEY = (
-    rf"\"(?:{_JSON_CHARS}*(?:{_CONTAINED}){_JSON_CHARS}*"
-    rf"|{_JSON_CHARS}*(?:{_WORD_END})(?:{_NON_LETTER}{_JSON_CHARS}*)?"
-    rf"|(?:{_JSON_CHARS}*{_NON_LETTER})?(?:{_WORD})(?:{_NON_LETTER}{_JSON_CHARS}*)?)\""
-)
+
+
+def _json_key(chars: str, non_letter: str, contained: str = _CONTAINED) -> str:
+    """A JSON string that is a sensitive key name: _SENSITIVE_KEY_RE over its `chars`, with
+    the look-arounds turned into "a `non_letter` or the end of the string"."""
+    return (
+        rf"\"(?:{chars}*(?:{contained}){chars}*"
+        rf"|{chars}*(?:{_WORD_END})(?:{non_letter}{chars}*)?"
+        rf"|(?:{chars}*{non_letter})?(?:{_WORD})(?:{non_letter}{chars}*)?)\""
+    )
+
+
+_JSON_KEY = _json_key(_JSON_CHARS, r"(?:[^a-zA-Z\"\\]|\\.)")
+# The name of a [name, value] pair has no whitespace (see _is_pair_name); escapes other
+# than \n \r \t \f may stand for none, so they count as name characters.
+_JSON_PAIR_NAME = _json_key(r"(?:[^\"\\\s]|\\[^nrtf])", r"(?:[^a-zA-Z\"\\\s]|\\[^nrtf])",
+                            _CONTAINED.replace("[-_. ]", "[-_.]"))
 # A sensitive key's string or number value, in an object or a [name, value] pair. Why this
 # cannot misfire: a regex starting at a closing quote reads the JSON between two strings as
 # a "key", and that text (`, `, `: 12, `, `true`) never holds a stem.
 _JSON_SCALAR = r"\"(?:[^\"\\]|\\.)+\"|-?[0-9][0-9.eE+\-]*"
 _JSON_SENSITIVE_VALUE = (
-    rf"(?i)({_JSON_SENSITIVE_KEY}\s*:\s*)(?:{_JSON_SCALAR})"
-    rf"|(\[\s*{_JSON_SENSITIVE_KEY}\s*,\s*)(?:{_JSON_SCALAR})(\s*\])"
+    rf"(?i)({_JSON_KEY}\s*:\s*)(?:{_JSON_SCALAR})"
+    rf"|(\[\s*{_JSON_PAIR_NAME}\s*,\s*)(?:{_JSON_SCALAR})(\s*\])"
 )
 _JSON_AUTO_IP = r"(\"ip_address\"\s*:\s*)\"\{\{\s*auto\s*\}\}\""
 
 # Triggers: where a Python rule could match a decoded string, these match the JSON text.
 # `key=value` in text, and containers under sensitive keys (the regexes cannot filter those).
-_JSON_SPACE = rf"(?:\s|\\[nrtf]|{_U})"
+_JSON_SPACE = rf"(?:\s|\\[nrtf]|{_U_SPACE})"
 _TRIGGER_KEY_VALUE = (
     rf"(?i)(?:{_CONTAINED}|{_WORD_END}|{_WORD})(?:[\w.\-]|{_U})*(?:\\\"|')?{_JSON_SPACE}*[=:]"
 )
 _TRIGGER_CONTAINER = (
-    rf"(?i){_JSON_SENSITIVE_KEY}\s*:\s*[\[{{]|\[\s*{_JSON_SENSITIVE_KEY}\s*,\s*[\[{{]"
+    rf"(?i){_JSON_KEY}\s*:\s*[\[{{]|\[\s*{_JSON_PAIR_NAME}\s*,\s*[\[{{]"
 )
 # Cheap tests that select the events worth running an expensive regex on.
 _TRIGGER_EMAIL = (
@@ -388,15 +443,29 @@ _TRIGGER_AUTH = rf"(?:{_SCHEMES}){_JSON_SPACE}"
 # (Luhn, mod 97) so that long order ids do not send their events through the walk.
 _JSON_NUMBER_CANDIDATES = (
     rf"(?:{_U}|\\.|[^0-9A-Za-z])?"
-    r"(?:[0-9](?:[ \-]?[0-9]){12,}|[0-9]{3}-[0-9]{2}-[0-9]{4}|[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,})"
+    r"(?:[0-9](?:[ \-]?[0-9]){12,}|[0-9]{3}-[0-9]{2}-[0-9]{4}"
+    r"|[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)"
+    # and the groups that follow, so that a candidate never ends inside the next one
+    r"(?:[ \-]?[0-9A-Z]+)*"
 )
 # user.email that the email pattern did not already filter (not email-shaped).
-_TRIGGER_USER_EMAIL = r"\"email\"\s*:\s*(?:\"[^\"\[]|[\[{0-9\-])"
-_TRIGGER_IP_FIELDS = r"(?i)ip_address|remote_addr|forwarded|real-ip|client-ip|connecting-ip"
-# A printable ASCII character written as \u00XX could hide what the regexes look for (\u0040
-# for @). Standard encoders only do that for `&`, `<`, `>` (Go); others get every rule in
-# Python.
-_TRIGGER_ODD_ESCAPES = r"\\u00(?:2[0-57-9a-fA-F]|3[0-9abdfABDF]|[4-7][0-9a-fA-F])"
+_TRIGGER_USER_EMAIL = (
+    r"\"email\"\s*:\s*(?:[\[{0-9\-]|\"(?:[^\"\\]|\\.){1,9}\"|\"(?:[^\"\\]|\\.){11,}\""
+    r"|\"[^\"\\\[](?:[^\"\\]|\\.){9}\")"  # a value other than "" and "[Filtered]"
+)
+# IP fields with a value the ip mode has not replaced yet (not a hash, not empty), in the
+# lowered JSON text.
+_TRIGGER_IP_FIELDS = (
+    r"(?:ip_address|remote_addr|forwarded|real-ip|client-ip|connecting-ip)[\w\-]*\"\s*[:,]\s*"
+    r"\"(?:(?:[^\"\\]|\\.)*(?:[^0-9a-f\"\\]|\\.)(?:[^\"\\]|\\.)*|[0-9a-f]{1,31}|[0-9a-f]{33,})\""
+)
+# What the JSON-text regexes may misread, so such events get every rule in Python instead: a
+# printable ASCII character written as \u00XX could hide what they look for (\u0040 for
+# @; standard encoders only write `&`, `<`, `>` so, in Go), and JSON held in a string has its
+# escapes escaped again (`\\n`), which the regexes do not read as one character.
+_TRIGGER_ODD_ESCAPES = (
+    r"\\u00(?:2[0-57-9a-fA-F]|3[0-9abdfABDF]|[4-7][0-9a-fA-F])|\\\\[nrtbfu/\"\\]"
+)
 
 
 # --- The per-event walk (Python) --------------------------------------------------------------
@@ -407,13 +476,10 @@ _KEY_VALUE = 2  # `key=value` inside text
 _NUMBERS = 4  # card numbers and SSNs
 _IBAN = 8
 _EXTRA = 16  # the project's extra patterns
-_WALK = 32  # key rules, user, IPs: any parsed event gets these
+_WALK = 32  # key rules, user, IPs: the whole event must be walked
 _EVERYTHING = 63
 
 _MAX_DEPTH = 64  # SDKs send far less nesting; deeper parts are cut before scrubbing
-# SDK metadata (package names and versions, debug images): no user data, and package names
-# like "django-session-security" would look sensitive.
-_SKIPPED_TOP_LEVEL = frozenset({"sdk", "modules", "debug_meta"})
 _LOGENTRY_KEYS = frozenset({"logentry", "message", "sentry.interfaces.Message"})
 
 
@@ -446,6 +512,8 @@ class _Scrubber:
         self.extras = _compiled_extras(config) if mask & _EXTRA else ()
         self.text_rules = (self.patterns or self.key_values or self.numbers or self.ibans
                            or bool(self.extras))
+        # Only text rules with needles: parts of the event without a needle can be skipped.
+        self.prune = not mask & (_WALK | _PATTERNS | _EXTRA)
         self.key_kinds: dict[str, int] = {}
         # Per event: the sender's IP and the needles (None: unknown, look everywhere).
         self.client_ip = ""
@@ -461,9 +529,13 @@ class _Scrubber:
         self.key_needles, self.number_needles = needles
         self.changed = False
         self.depth = 0
+        wanted = None
+        if self.prune:
+            wanted = [n.encode() for n in (self.key_needles or ()) + (self.number_needles or ())]
         for key, value in event.items():
-            if key in _SKIPPED_TOP_LEVEL:
-                continue
+            if wanted is not None and type(value) in (dict, list) and not any(
+                    needle in orjson.dumps(value) for needle in wanted):
+                continue  # no needle in this part: serializing it is cheaper than a walk
             if key == "user" and type(value) is dict:
                 self._user(value)
             elif key in _LOGENTRY_KEYS and type(value) is dict:
@@ -479,16 +551,23 @@ class _Scrubber:
             nested = self._json_in_text(text)
             if nested is not None:
                 return nested
+        # The needles were found in the event as it came: look for them before any rule
+        # changes the text.
+        key_values = self.key_values and ("=" in text or ":" in text) and _found(
+            text, self.key_needles, _has_stem)
+        numbers = (self.numbers or self.ibans) and _found(
+            text, self.number_needles, _has_digits)
+        if not (key_values or numbers or self.patterns or self.extras):
+            return text  # most strings
         result = text
         if self.patterns:
             for rule in _PATTERN_RULES:
                 result = rule(result)
-        if self.key_values and ("=" in result or ":" in result) and _found(
-                result, self.key_needles, _has_stem):
+        if key_values:
             result = _KEY_VALUE_RE.sub(self._filter_key_value, result)
-        if self.numbers and _found(result, self.number_needles, _has_digits):
+        if numbers and self.numbers:
             result = _numbers(result)
-        if self.ibans and _found(result, self.number_needles, _has_digits):
+        if numbers and self.ibans:
             result = _ibans(result)
         for pattern in self.extras:
             result = pattern.sub(MARKER, result)
@@ -558,7 +637,7 @@ class _Scrubber:
                 if new is not value:
                     mapping[key] = new
             if self.patterns:
-                new_key = self._key_text(key)  # keys can be PII too: {"jane@example.com": 1}
+                new_key = self._pattern_text(key)  # keys can be PII too: {"jane@example.com": 1}
                 if new_key != key:
                     renamed.append((key, new_key))
         for key, new_key in renamed:
@@ -569,14 +648,14 @@ class _Scrubber:
         self.depth += 1
         if self.depth > _MAX_DEPTH:
             raise _TooDeep
-        if len(items) == 2 and type(items[0]) is str:
+        if len(items) == 2 and _is_pair_name(items[0]):
             # [name, value]: how SDKs send headers, query strings, cookies, tags.
             value = items[1]
             new = self._item(items[0], value)
             if new is not value:
                 items[1] = new
-            if self.patterns:
-                items[0] = self._key_text(items[0])
+            if self.text_rules:
+                items[0] = self.text(items[0])
         else:
             for index, item in enumerate(items):
                 if type(item) is str:
@@ -590,11 +669,12 @@ class _Scrubber:
                         items[index] = new
         self.depth -= 1
 
-    def _key_text(self, key: str) -> str:
-        result = key
+    def _pattern_text(self, text: str) -> str:
+        """Only the pattern rules: for keys, and for the user's id and username."""
+        result = text
         for rule in _PATTERN_RULES:
             result = rule(result)
-        if result != key:
+        if result != text:
             self.changed = True
         return result
 
@@ -612,8 +692,10 @@ class _Scrubber:
             for key, item in value.items():
                 value[key] = self._filter_all(item)
         elif kind is list:
-            if len(value) == 2 and type(value[0]) is str:
+            if len(value) == 2 and _is_pair_name(value[0]):
                 value[1] = self._filter_all(value[1])  # a [name, value] pair keeps its name
+                if self.text_rules:
+                    value[0] = self.text(value[0])
             else:
                 for index, item in enumerate(value):
                     value[index] = self._filter_all(item)
@@ -624,15 +706,15 @@ class _Scrubber:
     def _ip(self, value: Any, dropped: str) -> Any:
         """An IP address under the ip mode; `dropped` is what drop mode leaves."""
         if type(value) is not str or not value:
-            return value
+            return self._value(value)  # not an address: an ordinary value
         if _AUTO_IP_RE.fullmatch(value):
-            value = self.client_ip
+            address = self.client_ip
+        else:
+            address = self.text(value) if self.text_rules else value  # may not be one
+        new = _apply_ip_mode(address, self.config, dropped)
+        if new != value:
             self.changed = True
-        mode = self.config.ip_mode
-        if mode == "keep" or not value:
-            return value
-        self.changed = True
-        return hash_ip(value, self.config.hash_salt) if mode == "hash" else dropped
+        return new
 
     def _user(self, user: dict[str, Any]) -> None:
         for key, value in user.items():
@@ -642,7 +724,7 @@ class _Scrubber:
             if lowered in ("id", "username"):
                 # How developers recognise the affected user: numeric ids are not checked
                 # for card numbers; an email or a credential in them is filtered.
-                new = self._key_text(value) if self.patterns and type(value) is str else value
+                new = self._pattern_text(value) if self.patterns and type(value) is str else value
             elif lowered == "ip_address":
                 new = self._ip(value, "")  # like the client_ip column
             elif lowered == "email":
@@ -655,16 +737,16 @@ class _Scrubber:
     def _logentry(self, entry: dict[str, Any]) -> None:
         # Params are filled into the template later: `password=%s` makes its param a secret.
         template = entry.get("message")
-        params = entry.get("params")
-        if type(template) is str and params:
-            for slot in _sensitive_slots(template):
-                positional = type(params) is list and type(slot) is int and slot < len(params)
-                if positional or (type(params) is dict and slot in params):
-                    params[slot] = self._filter_all(params[slot])
+        slots = _sensitive_slots(template) if type(template) is str else []
         for key, value in entry.items():
             new = self._item(key, value)
             if new is not value:
                 entry[key] = new
+        params = entry.get("params")
+        for slot in slots:
+            in_list = isinstance(params, list) and isinstance(slot, int) and slot < len(params)
+            if in_list or (isinstance(params, dict) and slot in params):
+                params[slot] = self._filter_all(params[slot])
 
     def _filter_key_value(self, match: re.Match[str]) -> str:
         key, separator, value = match.groups()
@@ -701,15 +783,25 @@ _PLAIN_KEY, _SENSITIVE_KEY, _IP_KEY, _SAFE_KEY = range(4)
 _STEMS = tuple(_STEM_LITERALS.replace("\\", "").split("|"))
 
 
+def _is_pair_name(name: Any) -> bool:
+    """Whether a list [name, value] reads as a named value: names have no whitespace, so
+    that ["not found", 404] stays a list of values. A name holding the marker was changed
+    by the JSON-text regexes (which decided on the name as it came) and is no name."""
+    return (type(name) is str and name != "" and _SPACE_RE.search(name) is None
+            and MARKER not in name)
+
+
+_SPACE_RE = re.compile(r"\s")
+
+
 def _found(text: str, needles: tuple[str, ...] | None, fallback: Callable[[str], bool]) -> bool:
     if needles is None:
         return fallback(text)
-    return any(needle in text for needle in needles)
+    return any(map(text.__contains__, needles))
 
 
 def _has_stem(text: str) -> bool:
-    lowered = text.lower()
-    return any(stem in lowered for stem in _STEMS)
+    return any(map(text.lower().__contains__, _STEMS))
 
 
 def _has_digits(text: str) -> bool:
@@ -804,27 +896,32 @@ def scrub_payloads(frame: pl.DataFrame, configs: Mapping[int, ScrubConfig]) -> p
     present = payload.is_not_null()
     lowered = payload.str.to_lowercase()
 
-    # Events that mention a project's safe field skip the JSON regexes (only the walk knows
-    # where that field's value ends) and get every rule in Python.
-    python_only = pl.Series([False] * frame.height)
+    # Events the JSON-text regexes could get wrong get every rule in Python instead: those
+    # with odd escapes, containers under sensitive keys, or a project's safe field (only the
+    # walk knows where such a value ends).
+    python_only = payload.str.contains(_TRIGGER_ODD_ESCAPES).fill_null(False)
+    with_stem = lowered.str.contains(_STEM_LITERALS).fill_null(False)
+    python_only |= _where(with_stem, payload, _TRIGGER_CONTAINER)
     for project_id, config in configs.items():
         if config.safe_fields:
             names = [name.lower() for name in config.safe_fields]
             python_only |= (project == project_id) & lowered.str.contains_any(names)
     python_only = present & python_only.fill_null(False)
-    rows = present & ~python_only
+    # Only JSON objects are events; anything else is left as it is.
+    rows = present & ~python_only & payload.str.contains(r"^\s*\{").fill_null(False)
 
     # 1. The rules that regexes apply to the JSON text, each on the events its cheap test
-    # selects (a regex pass costs time on every event it runs over).
-    with_stem = rows & lowered.str.contains(_STEM_LITERALS)
+    # selects (a regex pass costs time on every event it runs over); in the order of
+    # _PATTERN_RULES, as the results can overlap.
+    with_stem &= rows
     payload = _replace(payload, with_stem, _JSON_SENSITIVE_VALUE, f'${{1}}${{2}}"{MARKER}"${{3}}')
     payload = _replace(payload, _where(rows, payload, "PRIVATE KEY"), _JSON_PRIVATE_KEY, MARKER)
     payload = _replace(payload, _where(rows, payload, _TRIGGER_URL_PASSWORD), _JSON_URL_PASSWORD,
                        f"${{1}}{MARKER}@")
-    payload = _replace(payload, _where(rows, payload, _TRIGGER_EMAIL), _JSON_EMAIL,
-                       f"${{1}}{MARKER}")
     payload = _replace(payload, _where(rows, payload, _TRIGGER_AUTH), _JSON_AUTH,
                        f"${{1}}${{2}}${{3}}{MARKER}")
+    payload = _replace(payload, _where(rows, payload, _TRIGGER_EMAIL), _JSON_EMAIL,
+                       f"${{1}}{MARKER}")
     payload = _fill_auto_ips(payload, rows, project, client_ip, configs)
 
     # 2. Which events the walk must see, and which of its rules to run.
@@ -835,12 +932,10 @@ def scrub_payloads(frame: pl.DataFrame, configs: Mapping[int, ScrubConfig]) -> p
     masks = (
         key_masks
         | number_masks
-        | _bits(_where(with_stem, payload, _TRIGGER_CONTAINER), _WALK)
         | _bits(_where(rows, payload, _TRIGGER_USER_EMAIL), _WALK)
-        | _bits(_where(rows, payload, r"\{\{"), _WALK)  # "{{auto}}" not in user.ip_address
-        | _bits(_where(rows & project.is_in(ip_projects), payload, _TRIGGER_IP_FIELDS), _WALK)
+        | _bits(_where(rows, payload, r"\{\{\s*auto"), _WALK)  # in other IP fields
+        | _bits(_where(rows & project.is_in(ip_projects), lowered, _TRIGGER_IP_FIELDS), _WALK)
         | _bits(present & project.is_in(extra_projects), _EXTRA | _WALK)
-        | _bits(_where(rows, payload, _TRIGGER_ODD_ESCAPES), _EVERYTHING)
         | _bits(python_only, _EVERYTHING)
     )
 
@@ -907,7 +1002,7 @@ def _key_value_bits(rows: pl.Series,
     selected = indices.filter(with_found)
     for row, matches in zip(selected.to_list(), found.filter(with_found).to_list(), strict=True):
         needles[row] = tuple({match[:3] for match in matches})  # stems have 3+ letters
-    masks.scatter(selected, _KEY_VALUE | _WALK)
+    masks.scatter(selected, _KEY_VALUE)
     return masks, needles
 
 
@@ -930,32 +1025,34 @@ def _number_bits(rows: pl.Series,
         for candidate in found:
             plain = _ESCAPE_RE.sub(" ", candidate)  # the escape before it stands for a space
             if _numbers(plain) != plain:
-                mask |= _NUMBERS | _WALK
+                mask |= _NUMBERS
             if _ibans(plain) != plain:
-                mask |= _IBAN | _WALK
+                mask |= _IBAN
         if mask:
-            # Without the character before it, a candidate is as it appears decoded.
-            needles[row] = tuple({_LEADING_RE.sub("", candidate) for candidate in found})
+            # A candidate's end is as it appears decoded (its start may be inside an escape).
+            needles[row] = tuple({candidate[-8:] for candidate in found})
         bits.append(mask)
     if bits:
         masks.scatter(selected, pl.Series(bits, dtype=pl.UInt8))
     return masks, needles
 
 
-_LEADING_RE = re.compile(r"^(?:\\u[0-9a-fA-F]{4}|\\.|[^0-9A-Za-z])")
 _ESCAPE_RE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|.)")
 
 
 def _fill_auto_ips(payload: pl.Series, rows: pl.Series, project: pl.Series,
                    client_ip: pl.Series, configs: Mapping[int, ScrubConfig]) -> pl.Series:
-    """`"ip_address": "{{auto}}"` becomes the sender's IP in projects that keep IPs (the walk
-    does it, and hashes, for the others)."""
-    hashing = [pid for pid, config in configs.items() if config.ip_mode != "keep"]
-    indices = _where(rows & ~project.is_in(hashing), payload, r"\{\{").arg_true()
+    """`"ip_address": "{{auto}}"` (SDKs ask the server to fill in the sender's IP) becomes the
+    sender's IP, its hash or "", per the project's ip mode."""
+    indices = _where(rows, payload, r"\{\{").arg_true()
     if indices.len() == 0:
         return payload
-    ips = [orjson.dumps(ip or "").decode() for ip in client_ip.gather(indices).to_list()]
-    selected = pl.DataFrame({"payload": payload.gather(indices), "ip": ips})
+    values = []
+    for project_id, ip in zip(project.gather(indices).to_list(),
+                              client_ip.gather(indices).to_list(), strict=True):
+        config = configs.get(project_id, _DEFAULT)
+        values.append(orjson.dumps(_apply_ip_mode(ip or "", config, "")).decode())
+    selected = pl.DataFrame({"payload": payload.gather(indices), "ip": values})
     filled = selected.select(pl.col("payload").str.replace_all(
         _JSON_AUTO_IP, pl.lit("${1}") + pl.col("ip"))).to_series()
     result = payload.clone()
@@ -963,23 +1060,31 @@ def _fill_auto_ips(payload: pl.Series, rows: pl.Series, project: pl.Series,
     return result
 
 
+@lru_cache(maxsize=65536)
+def _apply_ip_mode(value: str, config: ScrubConfig, dropped: str) -> str:
+    """An IP field's value (an address, or several as in X-Forwarded-For) under the ip mode.
+    What a mode leaves is left as it is, so that scrubbing again changes nothing."""
+    if config.ip_mode == "keep" or value in ("", dropped, MARKER):
+        return value
+    if config.ip_mode == "drop":
+        return dropped
+    return value if _HASH_RE.fullmatch(value) else hash_ip(value, config.hash_salt)
+
+
+_HASH_RE = re.compile(r"[0-9a-f]{32}")
+
+
 def _client_ips(frame: pl.DataFrame, configs: Mapping[int, ScrubConfig]) -> pl.Series:
     client_ip = frame.get_column("client_ip").clone()
     project = frame.get_column("project_id")
-    for mode in ("hash", "drop"):
-        projects = [pid for pid, config in configs.items() if config.ip_mode == mode]
-        indices = (project.is_in(projects) & (client_ip != "")).fill_null(False).arg_true()
+    for project_id, config in configs.items():
+        if config.ip_mode == "keep":
+            continue
+        indices = ((project == project_id) & (client_ip != "")).fill_null(False).arg_true()
         if indices.len() == 0:
             continue
-        if mode == "drop":
-            values = [""] * indices.len()
-        else:
-            hashes: dict[tuple[int, str], str] = {}
-            values = []
-            for project_id, ip in zip(project.gather(indices).to_list(),
-                                      client_ip.gather(indices).to_list(), strict=True):
-                if (project_id, ip) not in hashes:
-                    hashes[(project_id, ip)] = hash_ip(ip, configs[project_id].hash_salt)
-                values.append(hashes[(project_id, ip)])
-        client_ip.scatter(indices, pl.Series(values, dtype=pl.String))
+        ips = client_ip.gather(indices)
+        distinct = ips.unique().to_list()
+        replaced = [_apply_ip_mode(ip, config, "") for ip in distinct]
+        client_ip.scatter(indices, ips.replace_strict(distinct, replaced, return_dtype=pl.String))
     return client_ip

@@ -1,0 +1,1 @@
+"""Data for the scrubbing tests: realistic events, with and without personal data."""
