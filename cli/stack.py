@@ -158,14 +158,18 @@ def dagster_ui_service(settings: Settings) -> ServiceSpec:
     )
 
 
-def product_processes(settings: Settings) -> list[list[ServiceSpec]]:
-    """PulseTrace's own processes, in groups started one after the other (a group starts
-    together). The Dagster UI waits for the runner: both would otherwise create the same
-    Dagster instance store at once on a fresh data dir. The dashboard joins when it lands."""
-    return [
-        [ingest_service(settings), landing_worker_service(settings), processing_service(settings)],
-        [dagster_ui_service(settings)],
-    ]
+def early_processes(settings: Settings) -> list[ServiceSpec]:
+    """Slow to boot and needing no other service: started with the infrastructure. The Dagster
+    UI also creates the Dagster instance store, which the runner must not create at the same
+    time (both would on a fresh data dir)."""
+    return [dagster_ui_service(settings)]
+
+
+def product_processes(settings: Settings) -> list[ServiceSpec]:
+    """PulseTrace's own processes, started once migrations are applied; the dashboard joins
+    here when it lands."""
+    return [ingest_service(settings), landing_worker_service(settings),
+            processing_service(settings)]
 
 
 def prometheus_dir(settings: Settings) -> Path:
@@ -229,11 +233,10 @@ class Stack:
 
     def start(self) -> None:
         started = time.monotonic()
-        self._start_all(infrastructure(self.settings))
+        self._start_all(infrastructure(self.settings) + early_processes(self.settings))
         apply_migrations(self.settings)
         self.say("migrations applied (PostgreSQL and warehouse)")
-        for group in product_processes(self.settings):
-            self._start_all(group)
+        self._start_all(product_processes(self.settings))
         self._write_stack_file()
         self.say(f"healthy in {time.monotonic() - started:.1f} s")
 
@@ -326,8 +329,7 @@ def health_of(settings: Settings) -> list[HealthReport]:
     ]
     reports += [
         check(spec.name, spec.url, spec.health)
-        for group in product_processes(settings)
-        for spec in group
+        for spec in early_processes(settings) + product_processes(settings)
     ]
     return reports
 
