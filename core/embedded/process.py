@@ -129,18 +129,15 @@ class ManagedProcess:
         Returns the exit code (None if it never started)."""
         if self.proc is None:
             return None
-        try:
-            group = os.getpgid(self.proc.pid)
-        except ProcessLookupError:
-            group = None
-        members = _group_members(group) if group is not None else []
-        if self.proc.poll() is None and group is not None:
-            _signal_group(group, self.spec.stop_signal)
+        # start_new_session made the child its group's leader: the group id is its pid, and
+        # stays valid after the leader died (a killed worker's beat child lives on in it).
+        group = self.proc.pid
+        members = _group_members(group)
+        _signal_group(group, self.spec.stop_signal)
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            if group is not None:
-                _signal_group(group, signal.SIGKILL)
+            _signal_group(group, signal.SIGKILL)
             self.proc.wait(timeout=5)
         # Grandchildren that outlive the leader (workers of a pre-fork server) go too.
         _, alive = psutil.wait_procs(members, timeout=timeout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,30 @@ def test_warehouse_client_is_one_per_thread(tmp_path: Path) -> None:
     assert migrate(url) == []  # idempotent: nothing left to apply
     applied = mine.query("SELECT version FROM schema_migrations ORDER BY version").result_rows
     assert [r[0] for r in applied] == [m.version for m in available_migrations()]
+
+
+def test_stopping_a_service_whose_leader_died_stops_its_children(tmp_path: Path) -> None:
+    """A worker killed outright must not leave its forked children running (Celery's beat)."""
+    import signal
+    import sys
+
+    import psutil
+
+    from core.embedded.process import ManagedProcess, ServiceSpec
+
+    script = ("import subprocess, sys, time; "
+              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+              "time.sleep(600)")
+    process = ManagedProcess(ServiceSpec("parent", [sys.executable, "-c", script],
+                                         health=lambda: True))
+    process.start()
+    assert process.proc is not None
+    leader = psutil.Process(process.proc.pid)
+    deadline = time.monotonic() + 10
+    while not leader.children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [child] = leader.children()
+    process.proc.send_signal(signal.SIGKILL)
+    process.proc.wait(timeout=10)  # reaped: its pid no longer names a process
+    process.stop(timeout=5)
+    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
