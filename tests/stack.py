@@ -77,11 +77,12 @@ def ingest_stack(
     ingest = start_service(ingest_service(stack_settings), stack_settings)
     worker = start_service(landing_worker_service(stack_settings), stack_settings)
     client = connect(warehouse_url)
+    stack = IngestStack(stack_settings, project, client, worker)
     try:
-        yield IngestStack(stack_settings, project, client, worker)
+        yield stack
     finally:
         client.close()
-        worker.stop()
+        stack.worker.stop()  # the current one: a test may have replaced the worker
         ingest.stop()
 
 
