@@ -239,6 +239,12 @@ def _release_ids(session: Session, rows: pl.DataFrame) -> dict[tuple[int, str], 
     return ids
 
 
+def _issue_keys_in(keys: list[tuple[int, str]]) -> Any:
+    """Issues whose (project, fingerprint) is one of `keys`."""
+    return func.row(Issue.project_id, Issue.fingerprint_hash).in_(
+        [func.row(p, f) for p, f in keys])
+
+
 def _existing_issues(session: Session, summary: pl.DataFrame) -> pl.DataFrame:
     keys = summary.select("project_id", "fingerprint_hash").rows()
     schema = {"id": pl.Int64, "project_id": pl.UInt64, "fingerprint_hash": pl.Utf8,
@@ -251,8 +257,7 @@ def _existing_issues(session: Session, summary: pl.DataFrame) -> pl.DataFrame:
     found = session.execute(
         select(Issue.id, Issue.project_id, Issue.fingerprint_hash, Issue.status,
                resolved_release, Issue.resolved_at)
-        .where(func.row(Issue.project_id, Issue.fingerprint_hash).in_(
-            [func.row(p, f) for p, f in keys]))
+        .where(_issue_keys_in(keys))
     ).all()
     rows = [(i, p, f, str(s.value if hasattr(s, "value") else s), r, a)
             for i, p, f, s, r, a in found]
@@ -315,9 +320,7 @@ def apply_issue_changes(
     session.flush()
     keys = summary.select("project_id", "fingerprint_hash").rows()
     ids = session.execute(
-        select(Issue.project_id, Issue.fingerprint_hash, Issue.id)
-        .where(func.row(Issue.project_id, Issue.fingerprint_hash).in_(
-            [func.row(p, f) for p, f in keys]))
+        select(Issue.project_id, Issue.fingerprint_hash, Issue.id).where(_issue_keys_in(keys))
     ).all()
     frame = pl.DataFrame(ids, schema={"project_id": pl.UInt64, "fingerprint_hash": pl.Utf8,
                                       "id": pl.Int64}, orient="row")
