@@ -77,6 +77,17 @@ class Settings:
         default=(), metadata=_env("INGEST_TRUSTED_PROXIES")
     )
 
+    # The dbt project (issue 6): where it lives (a copy with a team's own models works too),
+    # which profiles.yml target runs it, the database its models are built in, and how often
+    # the runner rebuilds them at most while new events are being processed.
+    transforms_dir: str = field(
+        default=str(Path(__file__).resolve().parents[1] / "transforms"),
+        metadata=_env("TRANSFORMS_DIR"),
+    )
+    dbt_target: str = field(default="embedded", metadata=_env("DBT_TARGET"))
+    marts_database: str = field(default="pulsetrace_marts", metadata=_env("MARTS_DATABASE"))
+    marts_refresh_seconds: float = field(default=30.0, metadata=_env("MARTS_REFRESH_SECONDS"))
+
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> Settings:
         values: dict[str, object] = {}

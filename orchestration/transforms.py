@@ -1,0 +1,216 @@
+"""The dbt project (transforms/) as Dagster assets, downstream of the processing assets.
+
+The project is read when the definitions load (`dbt parse`), so a model a data team adds under
+`transforms/models/` becomes an asset on the next start without code changes. dbt reaches the
+warehouse through the environment variables its profiles.yml reads; `dbt_environment` derives
+them from the settings, the one place that does. A project that does not parse is logged and
+left out: a broken model must never stop events from being processed.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the asset's context annotation.
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import dagster as dg
+from clickhouse_connect.driver.client import Client
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+
+from core.settings import Settings
+from core.warehouse import database_of
+
+log = logging.getLogger("pulsetrace.transforms")
+
+VENV_BIN = Path(sys.executable).parent
+DBT = str(VENV_BIN / "dbt")
+LAYERS = ("staging", "intermediate", "marts")
+
+
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    """The variables transforms/profiles.yml reads, for the warehouse at CLICKHOUSE_URL."""
+    url = settings.clickhouse_url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"dbt needs an http:// or https:// CLICKHOUSE_URL, not {parts.scheme}://")
+    return {
+        "DBT_TARGET": settings.dbt_target,
+        "PULSETRACE_DBT_HOST": parts.hostname or "127.0.0.1",
+        "PULSETRACE_DBT_PORT": str(parts.port or (8443 if parts.scheme == "https" else 8123)),
+        "PULSETRACE_DBT_USER": unquote(parts.username or "default"),
+        "PULSETRACE_DBT_PASSWORD": unquote(parts.password or ""),
+        "PULSETRACE_DBT_SECURE": "true" if parts.scheme == "https" else "false",
+        "PULSETRACE_DBT_SOURCE_DATABASE": database_of(url),
+        "PULSETRACE_DBT_SCHEMA": settings.marts_database,
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        # dbt-core's own adapters are found through the venv's executables.
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+def dbt_work_dir(settings: Settings) -> Path:
+    """Where dbt's artifacts and logs go: the data dir, never the project folder."""
+    return settings.data_dir / "dbt"
+
+
+def run_dbt(
+    settings: Settings, args: Sequence[str], timeout: float = 900.0
+) -> subprocess.CompletedProcess[str]:
+    """Run the dbt CLI on the project as PulseTrace does (tests, bench, a data team's shell)."""
+    work = dbt_work_dir(settings)
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **dbt_environment(settings),
+           "DBT_TARGET_PATH": str(work / "target"), "DBT_LOG_PATH": str(work / "logs")}
+    return subprocess.run(
+        [DBT, *args, "--project-dir", settings.transforms_dir,
+         "--profiles-dir", settings.transforms_dir],
+        env=env, cwd=work, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def load_manifest(settings: Settings) -> dict[str, Any] | None:
+    """`dbt parse` of the project; None (and an error in the log) when it does not parse."""
+    work = dbt_work_dir(settings)
+    work.mkdir(parents=True, exist_ok=True)
+    # A folder per parse: the runner, the UI's code server and run workers parse at once.
+    target = Path(tempfile.mkdtemp(prefix="parse-", dir=work))
+    try:
+        env = {**os.environ, **dbt_environment(settings),
+               "DBT_TARGET_PATH": str(target), "DBT_LOG_PATH": str(target)}
+        done = subprocess.run(
+            [DBT, "parse", "--quiet", "--project-dir", settings.transforms_dir,
+             "--profiles-dir", settings.transforms_dir],
+            env=env, cwd=work, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        manifest = target / "manifest.json"
+        if done.returncode != 0 or not manifest.exists():
+            log.error("the dbt project in %s does not parse; its models are left out:\n%s%s",
+                      settings.transforms_dir, done.stdout[-4000:], done.stderr[-2000:])
+            return None
+        loaded: dict[str, Any] = json.loads(manifest.read_bytes())
+        return loaded
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+class LayerTranslator(DagsterDbtTranslator):
+    """Models are grouped by their layer folder (staging, intermediate, marts)."""
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        folders = dbt_resource_props.get("fqn", [])[1:-1]
+        layer = next((f for f in folders if f in LAYERS), None)
+        return f"transforms_{layer}" if layer else "transforms"
+
+
+def transforms_resource(settings: Settings) -> DbtCliResource:
+    return DbtCliResource(project_dir=settings.transforms_dir,
+                          profiles_dir=settings.transforms_dir, dbt_executable=DBT)
+
+
+def transforms_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    """The project's seeds, models and tests as one multi-asset (empty if it does not parse)."""
+    manifest = load_manifest(settings)
+    if manifest is None:
+        return []
+    runs = dbt_work_dir(settings) / "runs"
+
+    @dbt_assets(manifest=manifest, dagster_dbt_translator=LayerTranslator(), name="transforms")
+    def transforms(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+        # DbtCliResource hands dbt this process's environment: the profile's variables go there.
+        os.environ.update(dbt_environment(settings))
+        target = runs / context.run.run_id
+        try:
+            yield from dbt.cli(["build"], context=context, target_path=target).stream()
+        finally:
+            # The run's log and events are in Dagster; its dbt artifacts are not kept.
+            shutil.rmtree(target, ignore_errors=True)
+
+    return [transforms]
+
+
+# --- the issue stream, as the management API and the dashboard read it ----------------------
+
+IssueSort = Literal["date", "new", "freq", "user"]
+# Sentry's stream sorts: last seen, first seen, events in the period, users in the period.
+SORT_COLUMNS: dict[str, str] = {"date": "last_seen", "new": "first_seen", "freq": "events",
+                                "user": "users"}
+
+
+@dataclass(frozen=True)
+class StreamPeriod:
+    hours: int  # the statsPeriod: 24 for "24h", 336 for "14d"
+    bucket_hours: int  # sparkline bucket: 1 for "24h", 24 for "14d"
+
+    @property
+    def buckets(self) -> int:
+        return self.hours // self.bucket_hours
+
+
+PERIODS = {"24h": StreamPeriod(24, 1), "14d": StreamPeriod(14 * 24, 24)}
+
+ISSUE_STREAM_SQL = """
+WITH
+    toStartOfHour({now:DateTime('UTC')}) - toIntervalHour({hours:UInt32} - 1) AS since,
+    period AS (
+        SELECT h.issue_id AS issue_id,
+               sum(h.events) AS period_events,
+               uniqExactMerge(h.users_state) AS period_users,
+               groupArray((intDiv(toUInt32(dateDiff('hour', since, h.hour)), {bucket:UInt32}),
+                           h.events)) AS buckets
+        FROM {marts:Identifier}.fct_issue_hourly AS h
+        WHERE h.organization_id = {organization:UInt64} AND h.project_id = {project:UInt64}
+          AND h.hour >= since
+        GROUP BY h.issue_id
+    )
+SELECT p.issue_id AS issue_id,
+       p.period_events AS events,
+       p.period_users AS users,
+       s.first_seen AS first_seen,
+       s.last_seen AS last_seen,
+       s.events AS lifetime_events,
+       s.users AS lifetime_users,
+       arrayMap(b -> arraySum(arrayMap(x -> if(x.1 = b, x.2, 0), p.buckets)),
+                range({buckets:UInt32})) AS sparkline
+FROM period AS p
+INNER JOIN (
+    SELECT issue_id, first_seen, last_seen, events, users
+    FROM {marts:Identifier}.fct_issue_stats
+    WHERE organization_id = {organization:UInt64} AND project_id = {project:UInt64}
+) AS s ON s.issue_id = p.issue_id
+ORDER BY {sort:Identifier} DESC, issue_id DESC
+LIMIT {limit:UInt32}
+"""
+
+
+def issue_stream(
+    client: Client,
+    marts_database: str,
+    organization_id: int,
+    project_id: int,
+    sort: IssueSort = "date",
+    period: str = "24h",
+    limit: int = 25,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """A project's issue stream from the marts: the top `limit` issues by `sort` among those
+    with events in the period, with period and lifetime totals and the sparkline."""
+    if sort not in SORT_COLUMNS:
+        raise ValueError(f"sort must be one of {', '.join(SORT_COLUMNS)}, got {sort!r}")
+    if period not in PERIODS:
+        raise ValueError(f"statsPeriod must be one of {', '.join(PERIODS)}, got {period!r}")
+    window = PERIODS[period]
+    result = client.query(ISSUE_STREAM_SQL, parameters={
+        "marts": marts_database, "organization": organization_id, "project": project_id,
+        "hours": window.hours, "bucket": window.bucket_hours, "buckets": window.buckets,
+        "sort": SORT_COLUMNS[sort], "limit": limit, "now": now or datetime.now(UTC),
+    })
+    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
