@@ -20,7 +20,13 @@ import msgspec
 import redis
 from clickhouse_connect.driver.client import Client
 
-from ingest.queue import LANDING_GROUP, LANDING_STREAM
+from ingest.queue import (
+    LANDING_GROUP,
+    LANDING_STREAM,
+    ROW_COUNT_FIELD,
+    ROWS_FIELD,
+    ROWS_PER_ENTRY,
+)
 
 
 class LandingRow(msgspec.Struct, array_like=True, frozen=True):
@@ -48,7 +54,7 @@ COLUMNS = [
 ]
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(LandingRow)
+_decoder = msgspec.msgpack.Decoder(list[LandingRow])
 
 
 def encode_row(row: LandingRow) -> bytes:
@@ -77,35 +83,46 @@ class DrainResult:
 def _rows(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[list[Any]]:
     rows = []
     for _, fields in entries:
-        row = _decoder.decode(fields[b"r"])
-        rows.append([
-            row.organization_id, row.project_id, row.event_id, row.item_type,
-            datetime.fromtimestamp(row.received_at, UTC), row.client_ip, row.user_agent,
-            row.ua_browser, row.ua_browser_version, row.ua_os, row.ua_os_version, row.ua_device,
-            row.sdk_name, row.sdk_version, row.payload.decode("utf-8", "replace"),
-        ])
+        for row in _decoder.decode(fields[ROWS_FIELD]):
+            rows.append([
+                row.organization_id, row.project_id, row.event_id, row.item_type,
+                datetime.fromtimestamp(row.received_at, UTC), row.client_ip, row.user_agent,
+                row.ua_browser, row.ua_browser_version, row.ua_os, row.ua_os_version,
+                row.ua_device, row.sdk_name, row.sdk_version,
+                row.payload.decode("utf-8", "replace"),
+            ])
     return rows
 
 
 def _next_entries(
-    client: redis.Redis, consumer: str, batch_size: int, claim_idle_ms: int
+    client: redis.Redis, consumer: str, max_rows: int, claim_idle_ms: int
 ) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """The next entries to land: about max_rows rows (an entry holds up to ROWS_PER_ENTRY)."""
+    count = max(1, max_rows // ROWS_PER_ENTRY)
     # 1. Our own pending entries (an insert of ours failed earlier).
-    own = client.xreadgroup(LANDING_GROUP, consumer, {LANDING_STREAM: "0"}, count=batch_size)
+    own = client.xreadgroup(LANDING_GROUP, consumer, {LANDING_STREAM: "0"}, count=count)
     pending = [(entry_id, fields) for entry_id, fields in (own[0][1] if own else []) if fields]
     if pending:
         return pending
     # 2. Entries a dead worker read but never acknowledged.
     reply = client.xautoclaim(
-        LANDING_STREAM, LANDING_GROUP, consumer, claim_idle_ms, "0-0", count=batch_size
+        LANDING_STREAM, LANDING_GROUP, consumer, claim_idle_ms, "0-0", count=count
     )
     # Redis 6.2 answers [next, entries], 7+ adds deleted ids; a deleted entry has no fields.
     claimed = [(entry_id, fields) for entry_id, fields in reply[1] if fields]
     if claimed:
         return claimed
-    # 3. New entries.
-    fresh = client.xreadgroup(LANDING_GROUP, consumer, {LANDING_STREAM: ">"}, count=batch_size)
-    return fresh[0][1] if fresh else []
+    # 3. New entries, read until they hold max_rows rows: entries of single events hold one.
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = []
+    rows = 0
+    while rows < max_rows:
+        fresh = client.xreadgroup(LANDING_GROUP, consumer, {LANDING_STREAM: ">"}, count=count)
+        got = fresh[0][1] if fresh else []
+        entries.extend(got)
+        rows += sum(int(fields[ROW_COUNT_FIELD]) for _, fields in got)
+        if len(got) < count:
+            break
+    return entries
 
 
 def drain(
@@ -116,7 +133,8 @@ def drain(
     max_seconds: float = 5.0,
     claim_idle_ms: int = 10_000,
 ) -> DrainResult:
-    """Land batches until the stream is empty or max_seconds have passed.
+    """Land batches of about batch_size rows until the stream is empty or max_seconds have
+    passed.
 
     A warehouse error propagates with the batch still pending, so the caller can retry it.
     """
@@ -143,5 +161,6 @@ def drain(
 
 
 def backlog(client: redis.Redis) -> int:
-    """Entries accepted but not yet landed (in the stream, delivered or not)."""
+    """Stream entries accepted but not yet landed (delivered or not); an entry holds the
+    accepted events of one request, up to ROWS_PER_ENTRY."""
     return int(client.xlen(LANDING_STREAM))

@@ -51,7 +51,7 @@ LANDING_LAG = Histogram(
 )
 QUEUE_DEPTH = Gauge(
     "pulsetrace_landing_queue_depth",
-    "Events accepted and not yet landed",
+    "Landing-stream entries (one per request, up to 100 events each) not yet landed",
     multiprocess_mode="mostrecent",
 )
 

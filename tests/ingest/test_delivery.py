@@ -35,6 +35,29 @@ def test_a_retried_event_lands_once(ingest_stack: IngestStack) -> None:
     assert rows[0][0] == 1
 
 
+def test_a_batch_spanning_several_queue_entries_lands_each_event_once(
+    ingest_stack: IngestStack,
+) -> None:
+    # 250 events fill three landing-stream entries (100 rows each); one id repeats inside the
+    # batch and one was sent before: each still lands exactly once.
+    earlier = an_event()
+    assert post(ingest_stack, "envelope", envelope(earlier)).status_code == 200
+    events = [an_event() for _ in range(250)]
+    batch = [*events, events[0], earlier]
+    response = post(ingest_stack, "events", json.dumps(batch).encode())
+    assert response.status_code == 200
+    assert sorted(response.json()["accepted"]) == sorted(
+        [e["event_id"] for e in events] + [events[0]["event_id"], earlier["event_id"]])
+    ids = [e["event_id"] for e in [*events, earlier]]
+    rows = ingest_stack.landed("event_id IN {ids:Array(UUID)}", {"ids": ids}, 251)
+    assert len(rows) == 251
+    time.sleep(1.5)  # more landing cycles: nothing arrives twice
+    counts = ingest_stack.warehouse.query(
+        "SELECT event_id, count() AS n FROM raw_events WHERE event_id IN {ids:Array(UUID)}"
+        " GROUP BY event_id HAVING n > 1", parameters={"ids": ids}).result_rows
+    assert counts == []
+
+
 def test_rate_limit_slides_and_tells_sdks_to_back_off(
     ingest_stack: IngestStack, fresh_project: BootstrapResult, set_key: Callable[..., None]
 ) -> None:
