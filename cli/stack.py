@@ -101,6 +101,30 @@ def ingest_service(settings: Settings) -> ServiceSpec:
     )
 
 
+def dashboard_service(settings: Settings) -> ServiceSpec:
+    """The management API and browser sign-in (the Dash app joins this server)."""
+    argv = [
+        str(Path(sys.executable).parent / "granian"),
+        "--interface", "wsgi",
+        "--host", settings.host,
+        "--port", str(settings.dashboard_port),
+        "--workers", "1",
+        "--blocking-threads", "4",
+        "--runtime-threads", "1",
+        "--no-ws",
+        "--log-level", "warning",
+        "dashboards.wsgi:app",
+    ]
+    url = f"http://{settings.host}:{settings.dashboard_port}"
+    return ServiceSpec(
+        name="dashboard",
+        argv=argv,
+        health=lambda: http_ok(f"{url}/health"),
+        url=url,
+        log_file=settings.data_dir / "logs" / "dashboard.log",
+    )
+
+
 def landing_worker_service(settings: Settings) -> ServiceSpec:
     argv = python_module_argv(
         "celery", "-A", "ingest.worker", "worker", "--beat", "--pool", "solo",
@@ -166,10 +190,9 @@ def early_processes(settings: Settings) -> list[ServiceSpec]:
 
 
 def product_processes(settings: Settings) -> list[ServiceSpec]:
-    """PulseTrace's own processes, started once migrations are applied; the dashboard joins
-    here when it lands."""
+    """PulseTrace's own processes, started once migrations are applied."""
     return [ingest_service(settings), landing_worker_service(settings),
-            processing_service(settings)]
+            processing_service(settings), dashboard_service(settings)]
 
 
 def prometheus_dir(settings: Settings) -> Path:

@@ -481,6 +481,69 @@ class PipelineCursor(Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
+
+# --- sign-in sessions and issue comments (management API) --------------------------------------
+
+
+class AuthSession(Base):
+    """One sign-in: the family of rotating refresh tokens it goes through.
+
+    Access tokens name their session, so revoking it (logout, or a refresh token presented a
+    second time) ends every token of the family at once. Users are global, so this is not a
+    tenant table.
+    """
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # The family ends here whatever the rotations: a stolen chain cannot live for ever.
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))  # logout, reuse, ...
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+
+    user: Mapped[User] = relationship()
+
+
+class RefreshToken(Base):
+    """A refresh token of a session; only its SHA-256 is stored, and each is used once."""
+
+    __tablename__ = "refresh_tokens"
+    __table_args__ = (
+        CheckConstraint("token_hash ~ '^[0-9a-f]{64}$'", name="token_hash_hex"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]  # set when exchanged; a second use revokes the session
+
+    session: Mapped[AuthSession] = relationship()
+
+
+class IssueComment(TenantScoped, Base):
+    """A note a member left on an issue while triaging it."""
+
+    __tablename__ = "issue_comments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), index=True)
+    author_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    text: Mapped[str]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    author: Mapped[User | None] = relationship()
+
+
 # Importing the models installs the session guard too, whichever of core.models / core.db a
 # program imports first: a plain Session must never reach tenant rows unscoped.
 import core.db  # noqa: E402, F401, I001

@@ -4,13 +4,15 @@
   carries its own salt and parameters, so stronger settings later still verify old hashes.
 - API tokens: random, shown to the user once; only their SHA-256 is stored. A plain hash is
   enough here (unlike passwords) because the token has 256 random bits: nothing to brute-force.
-- DSN public keys: not secret (they ship inside browser bundles), only unguessable.
+- DSN public keys: not secret (they ship inside browser bundles), only unguessable; `dsn_for`
+  writes the DSN an SDK is given.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -51,3 +53,10 @@ def new_api_token() -> tuple[str, str]:
 def new_public_key() -> str:
     """A DSN public key: 32 lower-case hex characters (128 random bits)."""
     return secrets.token_hex(16)
+
+
+def dsn_for(public_url: str, public_key: str, project_id: int) -> str:
+    """Sentry's DSN shape, so every Sentry SDK accepts it: scheme://key@host[:port]/project."""
+    parts = urlsplit(public_url)
+    path = parts.path.rstrip("/")
+    return f"{parts.scheme}://{public_key}@{parts.netloc}{path}/{project_id}"

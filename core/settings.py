@@ -76,6 +76,18 @@ class Settings:
     ingest_trusted_proxies: tuple[str, ...] = field(
         default=(), metadata=_env("INGEST_TRUSTED_PROXIES")
     )
+    # Management API sign-in: access tokens are short so a stolen one is soon useless;
+    # a refresh-token family ends after api_session_seconds whatever its rotations.
+    api_access_token_seconds: int = field(default=900, metadata=_env("API_ACCESS_TOKEN_SECONDS"))
+    api_session_seconds: int = field(
+        default=30 * 24 * 3600, metadata=_env("API_SESSION_SECONDS")
+    )
+    # Failed sign-ins allowed per account and per client IP within the window, then 429.
+    login_max_failures_per_account: int = field(
+        default=5, metadata=_env("LOGIN_MAX_FAILURES_PER_ACCOUNT")
+    )
+    login_max_failures_per_ip: int = field(default=30, metadata=_env("LOGIN_MAX_FAILURES_PER_IP"))
+    login_throttle_seconds: int = field(default=900, metadata=_env("LOGIN_THROTTLE_SECONDS"))
 
     # The dbt project (issue 6): where it lives (a copy with a team's own models works too),
     # which profiles.yml target runs it, the database its models are built in, and how often
