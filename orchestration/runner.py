@@ -5,27 +5,95 @@ the `process_raw_events` job in this long-lived process with the persistent Dags
 (DAGSTER_HOME), so the Dagster UI shows every run and materialization. Sensors would add
 5-12 s of latency (the daemon loops every 5 s and each run starts a process; see
 ARCHITECTURE.md); this loop processes a batch within about a second of landing.
+
+It also keeps the dbt marts (transforms/) fresh: after batches were processed, a thread runs
+the `refresh_marts` job (a dbt build, incremental) at most every MARTS_REFRESH_SECONDS, so the
+dashboards lag the events by about that much and a build never delays a micro-batch.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterInstance, DagsterRunStatus, JobDefinition, RunsFilter
 
 from core import heartbeat
 from core.db import make_engine
 from core.redis import redis_client
 from core.settings import Settings, get_settings
 from core.warehouse import warehouse_client
-from orchestration.definitions import defs
+from orchestration.definitions import REFRESH_MARTS, defs
 from orchestration.processing import next_window, read_cursor
 
 log = logging.getLogger("pulsetrace.runner")
 
 KEEP_RUNS = 500  # a run a second adds up: older finished runs are deleted
+
+
+class MartsRefresher:
+    """Runs `refresh_marts` in its own thread when told that processed data changed, at most
+    every `interval` seconds; a failed build is retried later, waiting longer each time."""
+
+    def __init__(self, job: JobDefinition, interval: float) -> None:
+        self.job = job
+        self.interval = interval
+        self.instance = DagsterInstance.get()
+        self.changed = threading.Event()
+        # Events may have been processed while the stack was down: build once at start.
+        self.changed.set()
+        self.stopping = threading.Event()
+        self.failures = 0
+        self.last_started = float("-inf")
+        self.thread = threading.Thread(target=self.run, name="marts-refresh", daemon=True)
+
+    def data_changed(self) -> None:
+        self.changed.set()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def refresh(self) -> bool:
+        result = self.job.execute_in_process(
+            instance=self.instance, raise_on_error=False,
+            tags={"pulsetrace/trigger": "events processed"},
+        )
+        return result.success
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            if not self.changed.wait(timeout=0.5):
+                continue
+            backoff = self.interval * 2 ** min(self.failures, 4)
+            wait = self.last_started + backoff - time.monotonic()
+            if wait > 0:
+                self.stopping.wait(wait)
+                continue
+            self.changed.clear()
+            self.last_started = time.monotonic()
+            try:
+                ok = self.refresh()
+            except Exception:  # noqa: BLE001 - logged; retried after the backoff
+                log.exception("refreshing the marts failed")
+                ok = False
+            if ok:
+                self.failures = 0
+            else:
+                self.failures += 1
+                self.changed.set()  # the new data is still not in the marts
+                log.warning("refreshing the marts failed; retrying in %.0f s",
+                            self.interval * 2 ** min(self.failures, 4))
+
+
+def marts_refresher(settings: Settings) -> MartsRefresher | None:
+    """None when the dbt project did not parse (the definitions then leave it out)."""
+    if not any(getattr(job, "name", None) == REFRESH_MARTS for job in defs.jobs or ()):
+        log.error("no %s job: the dbt project is left out, the marts will not refresh",
+                  REFRESH_MARTS)
+        return None
+    return MartsRefresher(defs.resolve_job_def(REFRESH_MARTS), settings.marts_refresh_seconds)
 
 
 class Runner:
@@ -37,9 +105,12 @@ class Runner:
         self.engine = make_engine(settings.database_url)
         self.stopping = False
         self.failures = 0
+        self.marts = marts_refresher(settings)
 
     def stop(self, *_: object) -> None:
         self.stopping = True
+        if self.marts is not None:
+            self.marts.stop()
 
     def step(self) -> bool:
         """Run one batch if there is one; True when it did."""
@@ -56,6 +127,8 @@ class Runner:
         )
         if not result.success:
             raise RuntimeError(f"run {result.run_id} failed; the window will be retried")
+        if self.marts is not None:
+            self.marts.data_changed()
         return True
 
     def prune_runs(self) -> None:
@@ -69,6 +142,8 @@ class Runner:
 
     def run(self) -> None:
         redis = redis_client(self.settings.redis_url)
+        if self.marts is not None:
+            self.marts.thread.start()
         steps = 0
         while not self.stopping:
             heartbeat.beat(redis, heartbeat.PROCESSING)
@@ -97,6 +172,9 @@ def main() -> None:
     signal.signal(signal.SIGINT, runner.stop)
     log.info("processing raw events as they land")
     runner.run()
+    if runner.marts is not None and runner.marts.thread.is_alive():
+        # Let a build in flight end (dbt got the same signal) so its run is not left open.
+        runner.marts.thread.join(timeout=30)
 
 
 if __name__ == "__main__":

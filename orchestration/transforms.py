@@ -8,6 +8,8 @@ left out: a broken model must never stop events from being processed.
 """
 
 # No `from __future__ import annotations`: Dagster reads the asset's context annotation.
+import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -78,14 +80,24 @@ def run_dbt(
 
 
 def load_manifest(settings: Settings) -> dict[str, Any] | None:
-    """`dbt parse` of the project; None (and an error in the log) when it does not parse."""
+    """The project's manifest, None (and an error in the log) when it does not parse.
+
+    `dbt parse` takes seconds of CPU, and the runner, the UI's code server and every run
+    worker load the definitions: the manifest is kept in the data dir under a hash of the
+    project's files and the variables it is rendered with, and parsed again when they change.
+    """
     work = dbt_work_dir(settings)
     work.mkdir(parents=True, exist_ok=True)
-    # A folder per parse: the runner, the UI's code server and run workers parse at once.
+    environment = dbt_environment(settings)
+    cached = work / f"manifest-{_project_fingerprint(settings, environment)}.json"
+    if cached.exists():
+        loaded: dict[str, Any] = json.loads(cached.read_bytes())
+        return loaded
+    # A folder per parse: several processes may parse at once.
     target = Path(tempfile.mkdtemp(prefix="parse-", dir=work))
     try:
-        env = {**os.environ, **dbt_environment(settings),
-               "DBT_TARGET_PATH": str(target), "DBT_LOG_PATH": str(target)}
+        env = {**os.environ, **environment, "DBT_TARGET_PATH": str(target),
+               "DBT_LOG_PATH": str(target)}
         done = subprocess.run(
             [DBT, "parse", "--quiet", "--project-dir", settings.transforms_dir,
              "--profiles-dir", settings.transforms_dir],
@@ -96,10 +108,27 @@ def load_manifest(settings: Settings) -> dict[str, Any] | None:
             log.error("the dbt project in %s does not parse; its models are left out:\n%s%s",
                       settings.transforms_dir, done.stdout[-4000:], done.stderr[-2000:])
             return None
-        loaded: dict[str, Any] = json.loads(manifest.read_bytes())
+        for old in work.glob("manifest-*.json"):
+            old.unlink(missing_ok=True)
+        os.replace(manifest, cached)  # atomic: a reader sees the whole file or none
+        loaded = json.loads(cached.read_bytes())
         return loaded
     finally:
         shutil.rmtree(target, ignore_errors=True)
+
+
+def _project_fingerprint(settings: Settings, environment: Mapping[str, str]) -> str:
+    digest = hashlib.sha256(importlib.metadata.version("dbt-core").encode())
+    skip = {"target", "logs", "dbt_packages"}
+    root = Path(settings.transforms_dir)
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if path.is_file() and not skip & set(relative.parts):
+            digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+    rendered = {k: v for k, v in environment.items() if k not in ("PULSETRACE_DBT_PASSWORD",
+                                                                   "PATH")}
+    digest.update(json.dumps(rendered, sort_keys=True).encode())
+    return digest.hexdigest()[:20]
 
 
 class LayerTranslator(DagsterDbtTranslator):

@@ -1,0 +1,96 @@
+"""While the stack runs, the runner (orchestration.runner, as `pulsetrace up` starts it) keeps
+the marts fresh: events sent to ingest show up in the dbt marts without anyone running dbt,
+and the Dagster instance the UI reads records the refresh runs and the dbt assets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
+
+from cli.stack import processing_service
+from core.settings import Settings
+from core.warehouse import connect
+from tests.conftest import start_service
+from tests.ingest.test_bad_input import post
+from tests.stack import IngestStack
+
+
+@pytest.fixture(scope="module")
+def running(ingest_stack: IngestStack) -> Iterator[tuple[IngestStack, Settings]]:
+    settings = dataclasses.replace(
+        ingest_stack.settings, marts_database=f"transforms_runner_{uuid.uuid4().hex[:8]}",
+        marts_refresh_seconds=2.0)
+    process = start_service(processing_service(settings), settings)
+    try:
+        yield ingest_stack, settings
+    finally:
+        process.stop()
+        ingest_stack.warehouse.command(f"DROP DATABASE IF EXISTS {settings.marts_database}")
+
+
+def wait_for(probe: Callable[[], Any], timeout: float = 180.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"not true within {timeout} s: {probe}")
+
+
+def send_errors(stack: IngestStack, marker: str, users: list[str]) -> None:
+    for user in users:
+        event = {"event_id": uuid.uuid4().hex, "level": "error", "platform": "python",
+                 "release": "shop@3.1.0", "user": {"id": user},
+                 "exception": {"values": [{"type": "StockMismatch", "value": f"run {marker}",
+                                           "stacktrace": {"frames": [
+                                               {"function": f"reserve_{marker}",
+                                                "module": "shop.stock", "in_app": True,
+                                                "lineno": 7}]}}]}}
+        assert post(stack, "store", json.dumps(event).encode()).status_code == 200
+
+
+def test_the_runner_keeps_the_marts_fresh(running: tuple[IngestStack, Settings]) -> None:
+    stack, settings = running
+    marker = uuid.uuid4().hex[:8]
+    marts = connect(settings.clickhouse_url, database="default")
+
+    def issue_id() -> int:
+        found = stack.warehouse.query(
+            "SELECT any(issue_id) FROM events FINAL WHERE exception_value = {v:String}"
+            " AND issue_id != 0", parameters={"v": f"run {marker}"}).result_rows
+        return int(found[0][0]) if found else 0
+
+    def stats() -> tuple[int, int] | None:
+        try:
+            found = marts.query(
+                "SELECT events, users FROM {db:Identifier}.fct_issue_stats"
+                " WHERE issue_id = {issue:UInt64}",
+                parameters={"db": settings.marts_database, "issue": issue}).result_rows
+        except Exception:  # noqa: BLE001 - the first build has not created the table yet
+            return None
+        return (int(found[0][0]), int(found[0][1])) if found else None
+
+    send_errors(stack, marker, ["u1", "u2", "u1", "u3", "u2"])
+    issue = wait_for(issue_id)
+    assert wait_for(lambda: stats() == (5, 3) and stats())
+    # More events of the same issue: the marts follow without anyone running dbt.
+    send_errors(stack, marker, ["u4", "u1", "u5"])
+    assert wait_for(lambda: stats() == (8, 5) and stats())
+
+    instance = DagsterInstance.from_config(str(settings.dagster_home))
+    # The marts show new numbers while the build still runs its data tests; then it ends.
+    runs = wait_for(lambda: (found := instance.get_runs(filters=RunsFilter(
+        job_name="refresh_marts", statuses=[DagsterRunStatus.SUCCESS]))) and len(found) >= 2
+        and found)
+    # The dbt models are assets in the UI's instance, materialized by those runs.
+    event = instance.get_latest_materialization_event(AssetKey("fct_issue_stats"))
+    assert event is not None and event.run_id in {r.run_id for r in runs}
+    marts.close()
