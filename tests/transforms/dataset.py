@@ -231,12 +231,13 @@ def build(seed: int = 6, base: datetime | None = None, events_per_issue: int = 4
                 rng.choices(BROWSERS, weights=[6, 3, 2, 1])[0], rng.choice(SYSTEMS),
                 f"https://shop.example.com/cart/{rng.randint(1, 3)}?session={rng.randint(1, 99)}",
                 rng.choice(["free", "pro", "team"]),
-                processed_at=datetime.now(UTC) - timedelta(minutes=10)))
+                # Processed as they came in, a moment after they happened.
+                processed_at=timestamp + timedelta(seconds=2)))
     data.stored_events = list(data.events)
     # The pipeline processed one event twice: an older version is still stored.
     again = data.events[5]
     data.stored_events.append(Event(**{**again.__dict__,
-                                       "processed_at": again.processed_at - timedelta(minutes=5)}))
+                                       "processed_at": again.processed_at - timedelta(seconds=1)}))
     data.transactions = transactions(rng, base, 1, 1, 240)
     data.transactions += transactions(rng, base, 2, 3, 30)
     return data
@@ -255,7 +256,8 @@ def transactions(rng: random.Random, base: datetime, org: int, project: int,
                 release, http_method=rng.choice(["GET", "POST"]),
                 url=f"https://api.example.com/api/orders/{rng.randint(1, 5000)}?expand=items",
                 status="ok" if status_code < 500 else "internal_error",
-                status_code=status_code, duration_ms=round(rng.uniform(5, 900), 3)))
+                status_code=status_code, duration_ms=round(rng.uniform(5, 900), 3),
+                processed_at=timestamp + timedelta(seconds=2)))
             continue
         page = rng.choice(["/", "/cart", "/checkout"])
         measurements = {"lcp": round(rng.uniform(800, 5200), 1),
@@ -273,7 +275,8 @@ def transactions(rng: random.Random, base: datetime, org: int, project: int,
                  ("resource.script", "https://shop.example.com/app.js", "ok", 30.0)]
         found.append(Transaction(org, project, str(uuid.uuid4()), page, "pageload", timestamp,
                                  release, measurements=measurements, spans=spans,
-                                 duration_ms=measurements["lcp"]))
+                                 duration_ms=measurements["lcp"],
+                                 processed_at=timestamp + timedelta(seconds=2)))
     return found
 
 
