@@ -152,7 +152,7 @@ def update_member(ctx: Ctx, org: str, member_id: int) -> dict[str, Any]:
 
 @operation("DELETE", f"/organizations/<slug:org>/members/<{ID}:member_id>/",
            summary="Remove a member (their API tokens for this organization go with them)",
-           tag="members", access=Access.ADMIN, response=None, status=204)
+           tag="members", access=Access.ADMIN, response=None, status=204, errors=(400,))
 def remove_member(ctx: Ctx, org: str, member_id: int) -> None:
     member, user = _member(ctx, member_id)
     _refuse_losing_last_admin(ctx, member)

@@ -83,7 +83,7 @@ def get_project(ctx: Ctx, org: str, project: str) -> dict[str, Any]:
 
 
 ORIGIN = {"type": "string", "maxLength": 255,
-          "pattern": r"^(\*|https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?)$"}
+          "pattern": r"^(\*|https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?)$"}
 SCRUBBING_BODY = s.obj({
     "ipMode": {"type": "string", "enum": ["keep", "hash", "drop"]},
     "extraPatterns": {**s.array({"type": "string", "minLength": 1, "maxLength": 500}),
@@ -218,7 +218,7 @@ def revoke_key(ctx: Ctx, org: str, project: str, key_id: int) -> None:
 
 @operation("POST", f"{PROJECT}/keys/<{ID}:key_id>/rotate/", summary="Replace a key: a new key "
            "with the same label and rate limit; the old one is revoked", tag="keys",
-           access=Access.ADMIN, response=s.KEY, status=201)
+           access=Access.ADMIN, response=s.KEY, status=201, errors=(400,))
 def rotate_key(ctx: Ctx, org: str, project: str, key_id: int) -> dict[str, Any]:
     old = key_of(ctx, project_of(ctx, project), key_id)
     if old.revoked_at is not None:
