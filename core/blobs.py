@@ -111,12 +111,16 @@ class S3BlobStore:
 
 def blob_store(settings: Settings | None = None) -> BlobStore:
     settings = settings or get_settings()
-    url = settings.blob_url
+    return blob_store_at(settings.blob_url, settings.s3_endpoint_url)
+
+
+def blob_store_at(url: str, s3_endpoint_url: str | None = None) -> BlobStore:
+    """The store at a BLOB_URL (file:// or s3://bucket/prefix)."""
     parts = urlsplit(url)
     if parts.scheme == "file":
         return LocalBlobStore(Path(unquote(parts.path)))
     if parts.scheme == "s3":
         if not parts.netloc:
             raise ValueError(f"BLOB_URL {url!r} names no bucket")
-        return S3BlobStore(parts.netloc, parts.path, settings.s3_endpoint_url)
+        return S3BlobStore(parts.netloc, parts.path, s3_endpoint_url)
     raise ValueError(f"BLOB_URL must be file:// or s3://, got {url!r}")

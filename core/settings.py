@@ -72,6 +72,8 @@ class Settings:
         default=60.0, metadata=_env("INGEST_RATE_LIMIT_WINDOW_SECONDS")
     )
     ingest_key_cache_seconds: float = field(default=5.0, metadata=_env("INGEST_KEY_CACHE_SECONDS"))
+    # Processes the pipeline spreads a large batch over (0: one per core; 1: no pool).
+    pipeline_workers: int = field(default=0, metadata=_env("PIPELINE_WORKERS"))
     # Peers whose X-Forwarded-For is believed (IPs or CIDRs, comma-separated).
     ingest_trusted_proxies: tuple[str, ...] = field(
         default=(), metadata=_env("INGEST_TRUSTED_PROXIES")

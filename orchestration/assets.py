@@ -12,12 +12,26 @@ from datetime import datetime
 
 import dagster as dg
 
+from core.settings import get_settings
+from orchestration.parallel import PipelinePool, worker_count
 from orchestration.processing import Window, process_window
 from orchestration.resources import BlobStoreResource, PostgresResource, WarehouseResource
 from pipelines.symbolication import SourceMapCache
 
-# Parsed source maps survive between runs of the long-lived runner process.
+# Parsed source maps and the pipeline's worker processes survive between runs of the
+# long-lived runner process.
 _source_maps = SourceMapCache()
+_pools: dict[tuple[str, str, str | None], PipelinePool] = {}
+
+
+def _pool(postgres: PostgresResource, blobs: BlobStoreResource) -> PipelinePool | None:
+    workers = worker_count(get_settings().pipeline_workers)
+    if workers < 2:
+        return None
+    storage = (postgres.url, blobs.url, blobs.s3_endpoint_url)
+    if storage not in _pools:
+        _pools[storage] = PipelinePool(*storage, workers=workers)
+    return _pools[storage]
 
 
 class BatchConfig(dg.Config):
@@ -47,7 +61,7 @@ def processed_batch(
 ) -> Iterator[dg.MaterializeResult]:
     window = Window(datetime.fromisoformat(config.after), datetime.fromisoformat(config.upto))
     result = process_window(warehouse.client(), postgres.engine, blobs.store(), window,
-                            _source_maps)
+                            _source_maps, pool=_pool(postgres, blobs))
     context.log.info(f"{result.raw} raw events processed in window {config.after}..{config.upto}")
     yield dg.MaterializeResult(asset_key="events", metadata={"rows": result.events})
     yield dg.MaterializeResult(asset_key="transactions", metadata={"rows": result.transactions})

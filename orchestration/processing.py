@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from clickhouse_connect.driver.client import Client
@@ -36,11 +36,13 @@ from core.models import (
     ReleaseProject,
 )
 from core.settings import get_settings
-from pipelines.fingerprinting import fingerprint_events
+from pipelines.batch import process_raw_events
 from pipelines.issues import plan_issue_changes, summarize_batch, with_issue_ids
-from pipelines.processed import event_rows, feedback_rows, transaction_rows
-from pipelines.scrubbing import ScrubConfig, scrub_payloads
-from pipelines.symbolication import SourceMapCache, artifact_names_for_url, symbolicate_payloads
+from pipelines.scrubbing import ScrubConfig
+from pipelines.symbolication import SourceMapCache, artifact_names_for_url
+
+if TYPE_CHECKING:
+    from orchestration.parallel import PipelinePool
 
 log = logging.getLogger("pulsetrace.processing")
 
@@ -354,10 +356,12 @@ def process_window(
     window: Window,
     source_map_cache: SourceMapCache | None = None,
     cursor_name: str | None = CURSOR_NAME,
+    pool: PipelinePool | None = None,
 ) -> BatchResult:
     """Process one window; with a cursor_name, that cursor moves to the window's end in the
     same transaction, and a window (or the part of it) the cursor has passed is skipped.
-    Without one (reprocessing) existing issues' counters stay as they are."""
+    Without one (reprocessing) existing issues' counters stay as they are. A pool runs a
+    large window's pipeline in several processes."""
     result = BatchResult()
     with system_session(engine) as session, session.begin():
         if cursor_name is not None:
@@ -370,16 +374,16 @@ def process_window(
         if raw.height:
             configs = scrub_configs(session, raw["project_id"].unique().to_list(),
                                     ip_hash_salt())
-            scrubbed = scrub_payloads(raw, configs)
-            symbolicated = symbolicate_payloads(
-                scrubbed, StoredSourceMaps(engine, blobs), source_map_cache)
-            fingerprinted = fingerprint_events(symbolicated)
-            events = event_rows(fingerprinted)
+            if pool is not None and pool.parts_for(raw.height) > 1:
+                processed = pool.run(raw, configs)
+            else:
+                processed = process_raw_events(raw, configs, StoredSourceMaps(engine, blobs),
+                                               source_map_cache)
             issue_ids, result.new_issues, result.regressions = apply_issue_changes(
-                session, events, count_seen=cursor_name is not None)
-            events = with_issue_ids(events, issue_ids)
-            transactions = transaction_rows(fingerprinted)
-            feedback = _link_feedback(client, feedback_rows(fingerprinted), events)
+                session, processed.events, count_seen=cursor_name is not None)
+            events = with_issue_ids(processed.events, issue_ids)
+            transactions = processed.transactions
+            feedback = _link_feedback(client, processed.feedback, events)
             for table, frame in (("events", events), ("transactions", transactions),
                                  ("feedback", feedback)):
                 if frame.height:

@@ -9,7 +9,7 @@ from clickhouse_connect.driver.client import Client
 from sqlalchemy import Engine
 
 from core import db
-from core.blobs import BlobStore, blob_store
+from core.blobs import BlobStore, blob_store_at
 from core.settings import Settings
 from core.warehouse import warehouse_client
 
@@ -36,11 +36,7 @@ class BlobStoreResource(dg.ConfigurableResource):
     s3_endpoint_url: str | None = None
 
     def store(self) -> BlobStore:
-        settings = Settings.from_env()
-        return blob_store(
-            Settings(data_dir=settings.data_dir, external_blob_url=self.url,
-                     s3_endpoint_url=self.s3_endpoint_url)
-        )
+        return blob_store_at(self.url, self.s3_endpoint_url)
 
 
 def resources_from(settings: Settings) -> dict[str, dg.ConfigurableResource]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -138,8 +139,8 @@ def _build(
     schema: dict[str, pl.DataType | type[pl.DataType]],
     make: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | None],
 ) -> pl.DataFrame:
-    # Gathered column by column: building a frame from row dicts is several times slower.
-    columns: dict[str, list[Any]] = {name: [] for name in schema}
+    in_schema_order = itemgetter(*schema)
+    built_rows: list[tuple[Any, ...]] = []
     for row in frame.filter(pl.col("item_type").is_in(item_types)).iter_rows(named=True):
         try:
             event = orjson.loads(row["payload"])
@@ -148,11 +149,16 @@ def _build(
         if isinstance(event, dict):
             built = make(row, event)
             if built is not None:
-                for name, values in columns.items():
-                    values.append(built[name])
-    # Through Arrow: it converts the list columns in one pass, Polars one list at a time.
+                built_rows.append(in_schema_order(built))
+    # Rows transposed to columns in one C pass (appending value by value cost a third of the
+    # stage), then through Arrow: it converts the list columns at once, Polars one by one.
+    columns = list(zip(*built_rows, strict=True)) if built_rows else [() for _ in schema]
     arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
-    table = pa.Table.from_pydict(columns, schema=arrow_schema)
+    table = pa.Table.from_arrays(
+        [pa.array(values, type=field.type) for values, field in zip(columns, arrow_schema,
+                                                                   strict=True)],
+        schema=arrow_schema,
+    )
     built_frame = pl.from_arrow(table)
     assert isinstance(built_frame, pl.DataFrame)
     return built_frame

@@ -1,0 +1,105 @@
+"""Large batches run through the pipeline in several processes at once, one per core.
+
+The pipeline is CPU-bound Python (the scrubber's walk, fingerprinting, row building), so one
+process uses one core. A batch of at least MIN_ROWS_PER_WORKER rows per worker is split into
+contiguous parts, each worker runs `process_raw_events` on its part with its own database
+connection, blob store and source-map cache, and the parts are concatenated in order: the
+same rows as running the whole batch in this process. Smaller batches (the steady trickle)
+run in the caller's process, since handing a part over costs a few milliseconds.
+
+The workers are started on the first large batch (spawned: the runner has threads, so it
+must not fork) and stopped after IDLE_SECONDS without one, so an idle stack does not carry
+their memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import polars as pl
+
+from core.blobs import blob_store_at
+from core.db import make_engine
+from orchestration.processing import StoredSourceMaps
+from pipelines.batch import ProcessedRows, process_raw_events, split
+from pipelines.scrubbing import ScrubConfig
+from pipelines.symbolication import SourceMapCache
+
+log = logging.getLogger("pulsetrace.parallel")
+
+MIN_ROWS_PER_WORKER = 2_000
+IDLE_SECONDS = 120.0
+
+
+def worker_count(configured: int) -> int:
+    """PIPELINE_WORKERS, where 0 means one per core."""
+    return configured if configured > 0 else (os.cpu_count() or 1)
+
+
+class PipelinePool:
+    def __init__(self, database_url: str, blob_url: str, s3_endpoint_url: str | None,
+                 workers: int) -> None:
+        self.storage = (database_url, blob_url, s3_endpoint_url)
+        self.workers = workers
+        self._executor: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._idle_timer: threading.Timer | None = None
+
+    def parts_for(self, rows: int) -> int:
+        """How many processes a batch of `rows` is worth (1: run it in the caller)."""
+        return max(1, min(self.workers, rows // MIN_ROWS_PER_WORKER))
+
+    def run(self, raw: pl.DataFrame, scrub_configs: Mapping[int, ScrubConfig]) -> ProcessedRows:
+        parts = split(raw, self.parts_for(raw.height))
+        with self._lock:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(
+                    max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_start_worker, initargs=self.storage)
+            executor = self._executor
+            try:
+                futures = [executor.submit(_process_part, part, dict(scrub_configs))
+                           for part in parts]
+                return ProcessedRows.concat([future.result() for future in futures])
+            except BrokenProcessPool:
+                # A worker died (killed, out of memory): start afresh next time; the batch
+                # fails and is retried, as any failed batch is.
+                executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = None
+                raise
+            finally:
+                self._idle_timer = threading.Timer(IDLE_SECONDS, self.close)
+                self._idle_timer.daemon = True
+                self._idle_timer.start()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._executor is not None:
+                log.info("stopping %d idle pipeline workers", self.workers)
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
+
+# --- in the worker processes ----------------------------------------------------------------
+
+_source_maps: StoredSourceMaps | None = None
+_cache = SourceMapCache()
+
+
+def _start_worker(database_url: str, blob_url: str, s3_endpoint_url: str | None) -> None:
+    global _source_maps
+    _source_maps = StoredSourceMaps(make_engine(database_url, pool_size=1, max_overflow=1),
+                                    blob_store_at(blob_url, s3_endpoint_url))
+
+
+def _process_part(raw: pl.DataFrame, scrub_configs: dict[int, ScrubConfig]) -> ProcessedRows:
+    assert _source_maps is not None, "worker not initialized"
+    return process_raw_events(raw, scrub_configs, _source_maps, _cache)

@@ -1,0 +1,120 @@
+"""A large batch runs through the pipeline in worker processes and gives exactly the rows the
+caller's process gives, source maps from storage included."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from core import db
+from core.blobs import blob_store
+from core.models import Artifact, Release
+from ingest.landing import COLUMNS
+from orchestration.parallel import MIN_ROWS_PER_WORKER, PipelinePool
+from orchestration.processing import StoredSourceMaps, Window, process_window
+from pipelines.batch import process_raw_events
+from pipelines.scrubbing import ScrubConfig
+from tests.pipelines.grouping_set import generate, raw_events_frame
+from tests.pipelines.test_symbolication import Bundle, build_bundle, sentry_event
+from tests.stack import IngestStack
+
+
+@pytest.fixture(scope="module")
+def pool(ingest_stack: IngestStack) -> Iterator[PipelinePool]:
+    settings = ingest_stack.settings
+    workers = PipelinePool(settings.database_url, settings.blob_url, None, workers=2)
+    try:
+        yield workers
+    finally:
+        workers.close()
+
+
+@pytest.fixture(scope="module")
+def stored_bundle(ingest_stack: IngestStack, tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    """A minified bundle whose map is a release artifact, found by its debug id."""
+    bundle = build_bundle(tmp_path_factory.mktemp("shop"))
+    settings, org = ingest_stack.settings, ingest_stack.project.org_id
+    key = f"artifacts/{org}/{hashlib.sha1(bundle.sourcemap).hexdigest()}"
+    blob_store(settings).put(key, bundle.sourcemap, "application/json")
+    with db.system_session(db.make_engine(settings.database_url)) as session, session.begin():
+        release = Release(organization_id=org, version=f"shop@{uuid.uuid4().hex[:8]}")
+        session.add(release)
+        session.flush()
+        session.add(Artifact(
+            organization_id=org, release_id=release.id, name="~/static/js/app.min.js.map",
+            blob_key=key, sha1=hashlib.sha1(bundle.sourcemap).hexdigest(),
+            size=len(bundle.sourcemap), content_type="application/json",
+            debug_id=bundle.debug_id))
+    return bundle
+
+
+def a_large_batch(stack: IngestStack, bundle: Bundle) -> tuple[pl.DataFrame, str]:
+    """The grouping set (30+ bugs, PII, many platforms) grown past two workers' threshold,
+    with one minified browser error; returns the raw frame and that error's id."""
+    events = [event for _, event in generate(events_per_bug=80)]
+    browser_error = sentry_event(bundle, release="other@1")
+    events.append(browser_error)
+    events += [dict(e, event_id=uuid.uuid4().hex) for e in events[: 2 * MIN_ROWS_PER_WORKER
+                                                                    - len(events)]]
+    raw = raw_events_frame(events).with_columns(
+        pl.lit(stack.project.org_id, pl.UInt64).alias("organization_id"),
+        pl.lit(stack.project.project_id, pl.UInt64).alias("project_id"),
+        pl.lit("203.0.113.9").alias("client_ip"))
+    return raw, browser_error["event_id"]
+
+
+def test_a_large_batch_in_worker_processes_gives_the_callers_rows(
+    ingest_stack: IngestStack, pool: PipelinePool, stored_bundle: Bundle
+) -> None:
+    settings = ingest_stack.settings
+    raw, browser_error = a_large_batch(ingest_stack, stored_bundle)
+    assert pool.parts_for(raw.height) == 2
+    configs = {ingest_stack.project.project_id: ScrubConfig(ip_mode="hash", hash_salt="s")}
+
+    in_workers = pool.run(raw, configs)
+    here = process_raw_events(raw, configs, StoredSourceMaps(
+        db.make_engine(settings.database_url), blob_store(settings)))
+
+    for name in ("events", "transactions", "feedback"):
+        assert_frame_equal(getattr(in_workers, name), getattr(here, name))
+    assert in_workers.events.height == raw.height
+    # The workers read the source map from PostgreSQL and the blob store themselves.
+    trace = in_workers.events.filter(pl.col("event_id") == browser_error)["stacktrace"][0]
+    innermost = orjson.loads(trace)[-1]["stacktrace"]["frames"][-1]
+    assert (innermost["filename"], innermost["function"]) == ("src/cart.js", "checkout")
+    assert innermost["data"]["resolved_with"] == "debug_id"
+    # Scrubbed in the workers as in the caller: no email survives.
+    assert not in_workers.events["payload"].str.contains(r"[\w.]+@example\.(com|org)").any()
+
+
+def test_process_window_spreads_a_large_window_over_the_pool(
+    ingest_stack: IngestStack, pool: PipelinePool, stored_bundle: Bundle
+) -> None:
+    stack = ingest_stack
+    raw, _ = a_large_batch(stack, stored_bundle)
+    # Fresh ids, received now (raw_events keeps a week: the set's old dates would expire).
+    raw = raw.with_columns(pl.Series("event_id", [uuid.uuid4().hex for _ in range(raw.height)]),
+                           pl.lit(datetime.now(UTC)).cast(pl.Datetime("ms", "UTC"))
+                           .alias("received_at"))
+    stack.warehouse.insert_arrow("raw_events", raw.select(COLUMNS).to_arrow())
+    landed = stack.warehouse.query(
+        "SELECT max(landed_at) FROM raw_events WHERE event_id = {id:UUID}",
+        parameters={"id": raw["event_id"][0]}).result_rows[0][0]
+    landed = landed if landed.tzinfo else landed.replace(tzinfo=UTC)
+    result = process_window(
+        stack.warehouse, db.make_engine(stack.settings.database_url),
+        blob_store(stack.settings), Window(landed - timedelta(microseconds=1), landed),
+        cursor_name=None, pool=pool)
+    assert (result.raw, result.events) == (raw.height, raw.height)
+    stored = stack.warehouse.command(
+        "SELECT count() FROM events FINAL WHERE issue_id > 0 AND event_id IN"
+        " (SELECT event_id FROM raw_events WHERE landed_at = {at:DateTime64(6, 'UTC')})",
+        parameters={"at": landed})
+    assert stored == raw.height
