@@ -40,7 +40,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
         MAX_CONTENT_LENGTH=1024 * 1024,  # management requests are small
-        JSON_SORT_KEYS=False,
     )
     client = redis_client(settings.redis_url)
     app.extensions["pulsetrace_api"] = ApiState(

@@ -255,9 +255,11 @@ ISSUE_BODY = s.obj({
 })
 
 
-def _status_state(issue: Issue, versions: dict[int, str]) -> dict[str, Any]:
-    return {"status": issue.status.value,
-            "inRelease": versions.get(issue.resolved_in_release_id or 0)}
+def _status_state(ctx: Ctx, issue: Issue) -> dict[str, Any]:
+    release_id = issue.resolved_in_release_id
+    version = (ctx.db.scalar(select(Release.version).where(Release.id == release_id))
+               if release_id else None)
+    return {"status": issue.status.value, "inRelease": version}
 
 
 @operation("PUT", f"/issues/<{ID}:issue_id>/", summary="Triage an issue: status (resolved, "
@@ -267,11 +269,10 @@ def _status_state(issue: Issue, versions: dict[int, str]) -> dict[str, Any]:
 def update_issue(ctx: Ctx, issue_id: int) -> dict[str, Any]:
     issue = issue_of(ctx, issue_id)
     body = ctx.body
-    versions = dict(ctx.db.execute(select(Release.id, Release.version)).tuples().all())
     if "statusDetails" in body and body.get("status") != "resolved":
         raise bad_request("statusDetails goes with status 'resolved'")
     if "status" in body:
-        before = _status_state(issue, versions)
+        before = _status_state(ctx, issue)
         status = IssueStatus(body["status"])
         release_id = None
         in_release = (body.get("statusDetails") or {}).get("inRelease")
@@ -289,7 +290,7 @@ def update_issue(ctx: Ctx, issue_id: int) -> dict[str, Any]:
             issue.resolved_in_release_id = None
             issue.substatus = (IssueSubstatus.archived_forever if status is IssueStatus.ignored
                                else IssueSubstatus.ongoing)
-        after = _status_state(issue, versions)
+        after = _status_state(ctx, issue)
         if after != before:
             action = {"resolved": "issue.resolve", "unresolved": "issue.unresolve",
                       "ignored": "issue.ignore"}[status.value]
