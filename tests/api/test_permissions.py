@@ -234,3 +234,32 @@ def test_permission_matrix(world: World, route: Route, identity: str) -> None:
     assert answer.status_code == expected(route, identity), answer.text
     if answer.status_code >= 400:
         assert answer.json()["detail"]  # every refusal says why
+
+
+def test_another_orgs_ids_under_your_own_org_answer_404(world: World) -> None:
+    """An admin of B naming A's objects by id inside B's own paths finds nothing."""
+    a, b = world.a, world.b
+    admin_b = world.api.access(b.admin)
+    a_member = world.fresh_member()
+    a_token = world.fresh_api_token_id(a.developer_id)
+    a_key = world.fresh_key()
+    keys = f"/api/0/projects/{b.org}/{b.project}/keys"
+    members = f"/api/0/organizations/{b.org}/members"
+    attempts = [
+        ("PUT", f"{keys}/{a_key}/", {"label": "mine now"}),
+        ("DELETE", f"{keys}/{a_key}/", None),
+        ("POST", f"{keys}/{a_key}/rotate/", None),
+        ("PUT", f"{members}/{a_member}/", {"role": "admin"}),
+        ("DELETE", f"{members}/{a_member}/", None),
+        ("DELETE", f"/api/0/organizations/{b.org}/api-tokens/{a_token}/", None),
+        ("GET", f"/api/0/projects/{b.org}/{a.project}/", None),
+        ("GET", f"/api/0/projects/{b.org}/{b.project}/events/{world.event_id}/", None),
+    ]
+    for method, path, body in attempts:
+        answer = world.api.call(method, path, admin_b, json=body)
+        assert answer.status_code == 404, (method, path, answer.text)
+    # A's objects are untouched.
+    admin_a = world.api.access(a.admin)
+    listed = world.api.call("GET", f"/api/0/projects/{a.org}/{a.project}/keys/", admin_a).json()
+    key = next(k for k in listed if k["id"] == str(a_key))
+    assert key["isActive"] and key["label"] == "spare"
