@@ -55,6 +55,9 @@ COLUMNS = [
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[LandingRow])
+# Entries queued before rows were grouped per request held one row under `r`.
+_LEGACY_ROW_FIELD = b"r"
+_legacy_decoder = msgspec.msgpack.Decoder(LandingRow)
 
 
 def encode_row(row: LandingRow) -> bytes:
@@ -83,7 +86,11 @@ class DrainResult:
 def _rows(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[list[Any]]:
     rows = []
     for _, fields in entries:
-        for row in _decoder.decode(fields[ROWS_FIELD]):
+        if ROWS_FIELD in fields:
+            decoded = _decoder.decode(fields[ROWS_FIELD])
+        else:
+            decoded = [_legacy_decoder.decode(fields[_LEGACY_ROW_FIELD])]
+        for row in decoded:
             rows.append([
                 row.organization_id, row.project_id, row.event_id, row.item_type,
                 datetime.fromtimestamp(row.received_at, UTC), row.client_ip, row.user_agent,
@@ -119,7 +126,7 @@ def _next_entries(
         fresh = client.xreadgroup(LANDING_GROUP, consumer, {LANDING_STREAM: ">"}, count=count)
         got = fresh[0][1] if fresh else []
         entries.extend(got)
-        rows += sum(int(fields[ROW_COUNT_FIELD]) for _, fields in got)
+        rows += sum(int(fields.get(ROW_COUNT_FIELD, 1)) for _, fields in got)
         if len(got) < count:
             break
     return entries

@@ -13,7 +13,10 @@ import requests
 from cli.bootstrap import BootstrapResult
 from cli.stack import ingest_service, landing_worker_service
 from core.embedded.process import ManagedProcess, free_port
+from core.redis import redis_client
 from core.settings import Settings
+from ingest.landing import LandingRow, encode_row
+from ingest.queue import LANDING_STREAM
 from tests.conftest import start_service
 from tests.ingest.test_bad_input import an_event, envelope, post
 from tests.stack import IngestStack
@@ -56,6 +59,21 @@ def test_a_batch_spanning_several_queue_entries_lands_each_event_once(
         "SELECT event_id, count() AS n FROM raw_events WHERE event_id IN {ids:Array(UUID)}"
         " GROUP BY event_id HAVING n > 1", parameters={"ids": ids}).result_rows
     assert counts == []
+
+
+def test_an_entry_queued_by_an_older_version_still_lands(ingest_stack: IngestStack) -> None:
+    # Before rows were grouped per request, an entry held one row under `r`: an upgrade with
+    # such entries still queued must land them, not stall the worker.
+    event_id = uuid.uuid4().hex
+    row = LandingRow(
+        organization_id=ingest_stack.project.org_id, project_id=ingest_stack.project.project_id,
+        event_id=event_id, item_type="event", received_at=time.time(), client_ip="203.0.113.1",
+        user_agent="", ua_browser="", ua_browser_version="", ua_os="", ua_os_version="",
+        ua_device="", sdk_name="sentry.python", sdk_version="2.75.0",
+        payload=json.dumps({"event_id": event_id, "message": "queued before"}).encode())
+    redis_client(ingest_stack.settings.redis_url).xadd(LANDING_STREAM, {"r": encode_row(row)})
+    rows = ingest_stack.landed("event_id = {id:UUID}", {"id": event_id}, 1)
+    assert len(rows) == 1
 
 
 def test_rate_limit_slides_and_tells_sdks_to_back_off(
