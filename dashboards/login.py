@@ -98,7 +98,7 @@ def login_submit() -> Response:
     with system_session(api.engine, expire_on_commit=False) as db, db.begin():
         ctx = Ctx(None, None, None, db, None, {}, client_ip())
         try:
-            user = authenticate_password(ctx, email[:254], password[:1024])
+            user = authenticate_password(ctx, email[:254], password[:1024], via="dashboard")
         except ApiError as exc:  # throttled
             return _form(exc.detail, exc.status)
         if user is None:

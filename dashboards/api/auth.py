@@ -39,7 +39,7 @@ def user_json(user: User) -> dict[str, Any]:
     return {"id": str(user.id), "email": user.email, "name": user.name}
 
 
-def authenticate_password(ctx: Ctx, email: str, password: str) -> User | None:
+def authenticate_password(ctx: Ctx, email: str, password: str, via: str = "api") -> User | None:
     """The active user with this email and password, else None. Throttled (429) per account
     and IP; failures against a real account are written to its organizations' audit logs."""
     email = email.strip().lower()
@@ -50,16 +50,16 @@ def authenticate_password(ctx: Ctx, email: str, password: str) -> User | None:
     if user is None or not valid or not user.is_active:
         throttle.failed(email, ctx.ip)
         if user is not None:
-            record_for_user(ctx, user, "auth.login_failed")
+            record_for_user(ctx, user, "auth.login_failed", via=via)
         return None
     throttle.succeeded(email, ctx.ip)
     if password_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    record_for_user(ctx, user, "auth.login")
+    record_for_user(ctx, user, "auth.login", via=via)
     return user
 
 
-def record_for_user(ctx: Ctx, user: User, action: str, **data: Any) -> None:
+def record_for_user(ctx: Ctx, user: User, action: str, via: str) -> None:
     """Sign-ins belong to no one organization: recorded in each of the user's."""
     org_ids = ctx.db.scalars(
         select(Membership.organization_id).where(Membership.user_id == user.id)
@@ -67,7 +67,7 @@ def record_for_user(ctx: Ctx, user: User, action: str, **data: Any) -> None:
     for org_id in org_ids:
         ctx.db.add(AuditLogEntry(
             organization_id=org_id, actor_user_id=user.id, action=action, target_type="user",
-            target_id=str(user.id), data={"via": "api", **data}, ip_address=ctx.ip[:45] or None,
+            target_id=str(user.id), data={"via": via}, ip_address=ctx.ip[:45] or None,
         ))
 
 

@@ -228,6 +228,7 @@ def test_sign_ins_are_recorded_failed_ones_too(org: Org, api: Api) -> None:
     mine = [e for e in org.log() if e["ipAddress"] == ip]
     assert [e["event"] for e in mine] == ["auth.login", "auth.login_failed"]  # newest first
     assert all(e["actor"]["email"] == org.tenant.developer for e in mine)
+    assert all(e["data"] == {"via": "api"} for e in mine)
 
 
 def test_a_refused_change_leaves_no_entry(org: Org, api: Api) -> None:

@@ -329,6 +329,10 @@ def test_dashboard_session_sign_in_and_out(api: Api, api_url: str, tenant_a: Ten
     assert api.call("POST", comments, headers={**session, "X-CSRF-Token": csrf},
                     json={"text": "from the dashboard"}).status_code == 201
     assert browser.get(f"{api_url}/", headers={**ip, **session}).status_code == 200
+    log = api.call("GET", f"/api/0/organizations/{tenant_a.org}/audit-logs/",
+                   api.access(tenant_a.admin), params={"event": "auth.login"}).json()["rows"]
+    assert any(e["ipAddress"] == ip["X-Forwarded-For"] and e["data"] == {"via": "dashboard"}
+               for e in log)
 
     out = browser.post(f"{api_url}/logout", headers={**ip, **session},
                        data={"csrf_token": csrf}, allow_redirects=False)
