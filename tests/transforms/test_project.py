@@ -47,6 +47,9 @@ def test_docs_generate_documents_every_model_and_column(
     for unique_id, node in models.items():
         assert node["description"].strip(), f"{unique_id} has no description"
         documented = {name for name, c in node["columns"].items() if c["description"].strip()}
+        if node["config"]["materialized"] == "ephemeral":  # inlined: no table to compare with
+            assert documented, unique_id
+            continue
         in_warehouse = set(catalog["nodes"][unique_id]["columns"])
         # Every column that exists is described, and nothing described is missing.
         assert documented == in_warehouse, unique_id

@@ -30,7 +30,7 @@ ranked as (
         *,
         row_number() over (
             partition by issue_id, tag_key order by events desc, tag_value
-        ) as rank,
+        ) as value_rank,
         sum(events) over (partition by issue_id, tag_key) as key_events,
         count() over (partition by issue_id, tag_key) as distinct_values,
         max(processed_upto) over (partition by issue_id) as issue_processed_upto
@@ -43,11 +43,11 @@ select
     issue_id,
     tag_key,
     tag_value,
-    toUInt8(rank) as rank,
+    toUInt8(value_rank) as rank,
     events,
     key_events,
     events / key_events as share,
     distinct_values,
     issue_processed_upto as processed_upto
 from ranked
-where rank <= 10
+where value_rank <= 10
