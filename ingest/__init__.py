@@ -14,18 +14,18 @@ from core import db
 from core.redis import redis_client
 from core.settings import Settings, get_settings
 from ingest import api, metrics
+from ingest.api import Answer, json_response
 from ingest.api import bp as api_blueprint
-from ingest.api import json_response
 from ingest.auth import KeyCache
 from ingest.queue import LandingQueue
 from ingest.state import IngestState, parse_user_agent
 
 
-def http_error(exc: HTTPException) -> Response:
+def http_error(exc: HTTPException) -> Answer:
     return json_response(exc.code or 500, {"detail": exc.description})
 
 
-def unexpected(app: Flask, exc: Exception) -> Response:
+def unexpected(app: Flask, exc: Exception) -> Answer:
     app.logger.exception("unexpected error in ingest", exc_info=exc)
     return json_response(500, {"detail": "internal error; the event was not accepted"})
 
@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(api_blueprint)
 
     @app.get("/health")
-    def health() -> Response:
+    def health() -> Answer:
         try:
             redis.ping()
         except Exception as exc:  # noqa: BLE001 - reported, not raised
