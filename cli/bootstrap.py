@@ -9,14 +9,13 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import db
 from core.models import ApiToken, Membership, Organization, Project, ProjectKey, Role, User
-from core.security import hash_password, new_api_token, new_public_key
+from core.security import dsn_for, hash_password, new_api_token, new_public_key
 from core.settings import Settings
 
 RowT = TypeVar("RowT")
@@ -43,13 +42,6 @@ def slugify(name: str) -> str:
     if not slug:
         raise ValueError(f"{name!r} has no letters or digits to make a slug from")
     return slug[:50]
-
-
-def dsn_for(public_url: str, public_key: str, project_id: int) -> str:
-    """Sentry's DSN shape, so every Sentry SDK accepts it: scheme://key@host[:port]/project."""
-    parts = urlsplit(public_url)
-    path = parts.path.rstrip("/")
-    return f"{parts.scheme}://{public_key}@{parts.netloc}{path}/{project_id}"
 
 
 def _added(session: Session, row: RowT) -> RowT:

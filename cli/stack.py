@@ -155,7 +155,7 @@ def prepare_dagster_home(settings: Settings) -> None:
 def processing_service(settings: Settings) -> ServiceSpec:
     return ServiceSpec(
         name="processing",
-        argv=python_module_argv("orchestration.runner"),
+        argv=python_module_argv("orchestration"),
         health=lambda: heartbeat.alive(redis_client(settings.redis_url), heartbeat.PROCESSING),
         url="(Dagster micro-batches: raw_events -> events, issues)",
         log_file=settings.data_dir / "logs" / "processing.log",
