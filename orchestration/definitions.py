@@ -7,7 +7,7 @@ import dagster as dg
 from core.settings import Settings, get_settings
 from orchestration.assets import processed_batch
 from orchestration.resources import resources_from
-from orchestration.transforms import transforms_assets, transforms_resource
+from orchestration.transforms import transforms_assets
 
 process_raw_events = dg.define_asset_job(
     "process_raw_events", selection=dg.AssetSelection.assets(processed_batch),
@@ -31,7 +31,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[processed_batch, *transforms],
         jobs=jobs,
-        resources={**resources_from(settings), "dbt": transforms_resource(settings)},
+        resources=resources_from(settings),
     )
 
 

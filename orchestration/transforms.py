@@ -1,7 +1,9 @@
 """The dbt project (transforms/) as Dagster assets, downstream of the processing assets.
 
 The project is read when the definitions load (`dbt parse`), so a model a data team adds under
-`transforms/models/` becomes an asset on the next start without code changes. dbt reaches the
+`transforms/models/` becomes an asset on the next start without code changes. Builds run dbt
+in process (`build_in_process`) and turn its events into Dagster materializations and asset
+checks with dagster-dbt's own translation. dbt reaches the
 warehouse through the environment variables its profiles.yml reads; `dbt_environment` derives
 them from the settings, the one place that does. A project that does not parse is logged and
 left out: a broken model must never stop events from being processed.
@@ -13,10 +15,12 @@ import importlib.metadata
 import json
 import logging
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +30,8 @@ from urllib.parse import unquote, urlsplit
 
 import dagster as dg
 from clickhouse_connect.driver.client import Client
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, dbt_assets
+from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
 from core.settings import Settings
 from core.warehouse import database_of
@@ -140,9 +145,89 @@ class LayerTranslator(DagsterDbtTranslator):
         return f"transforms_{layer}" if layer else "transforms"
 
 
-def transforms_resource(settings: Settings) -> DbtCliResource:
-    return DbtCliResource(project_dir=settings.transforms_dir,
-                          profiles_dir=settings.transforms_dir, dbt_executable=DBT)
+# dbt's in-process runner keeps global state (flags, adapters, event callbacks): one at a time.
+_dbt_lock = threading.Lock()
+_DONE = object()
+
+
+def build_in_process(settings: Settings, args: Sequence[str]) -> Iterator[dict[str, Any]]:
+    """Run dbt inside this process and yield its structured events as they happen.
+
+    The long-lived runner builds the marts every MARTS_REFRESH_SECONDS: a `dbt` subprocess
+    would spend most of each build importing dbt (about 5 CPU-seconds); in process that is
+    paid once. dbt runs in a thread of its own so the events can be yielded while it works.
+    """
+    from dbt.cli.main import dbtRunner  # a heavy import, needed only where dbt runs
+    from dbt_common.events.functions import msg_to_dict
+
+    # dbt reads the profile's variables from this process's environment.
+    os.environ.update(dbt_environment(settings))
+    target = _process_target_path(settings)
+    events: queue.Queue[Any] = queue.Queue()
+    outcome: dict[str, Any] = {}
+
+    def invoke() -> None:
+        try:
+            runner = dbtRunner(callbacks=[lambda message: events.put(msg_to_dict(message))])
+            outcome["result"] = runner.invoke([
+                *args, "--project-dir", settings.transforms_dir,
+                "--profiles-dir", settings.transforms_dir, "--target-path", str(target),
+                "--log-path", str(target), "--no-send-anonymous-usage-stats",
+            ])
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = exc
+        finally:
+            events.put(_DONE)
+
+    with _dbt_lock:
+        thread = threading.Thread(target=invoke, name="dbt", daemon=True)
+        thread.start()
+        while (event := events.get()) is not _DONE:
+            yield event
+        thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    result = outcome["result"]
+    if not result.success:
+        raise DbtBuildFailed(f"dbt {' '.join(args)} failed"
+                             + (f": {result.exception}" if result.exception else ""))
+
+
+class DbtBuildFailed(RuntimeError):
+    pass
+
+
+def _process_target_path(settings: Settings) -> Path:
+    """dbt's artifacts (and the partial-parse state that makes the next build start fast), one
+    folder per process; folders of processes that are gone are removed."""
+    work = dbt_work_dir(settings)
+    for folder in work.glob("build-*"):
+        pid = folder.name.removeprefix("build-")
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+    return work / f"build-{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _selection(context: dg.AssetExecutionContext, manifest: Mapping[str, Any],
+               translator: DagsterDbtTranslator) -> list[str]:
+    """dbt's --select for the assets this run materializes (all of them unless a subset)."""
+    if not context.is_subset:
+        return []
+    wanted = context.selected_asset_keys
+    names = [node["name"] for node in manifest["nodes"].values()
+             if node["resource_type"] in ("model", "seed", "snapshot")
+             and translator.get_asset_key(node) in wanted]
+    return ["--select", *names]
 
 
 def transforms_assets(settings: Settings) -> list[dg.AssetsDefinition]:
@@ -150,18 +235,18 @@ def transforms_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     manifest = load_manifest(settings)
     if manifest is None:
         return []
-    runs = dbt_work_dir(settings) / "runs"
+    translator = LayerTranslator()
 
-    @dbt_assets(manifest=manifest, dagster_dbt_translator=LayerTranslator(), name="transforms")
-    def transforms(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-        # DbtCliResource hands dbt this process's environment: the profile's variables go there.
-        os.environ.update(dbt_environment(settings))
-        target = runs / context.run.run_id
-        try:
-            yield from dbt.cli(["build"], context=context, target_path=target).stream()
-        finally:
-            # The run's log and events are in Dagster; its dbt artifacts are not kept.
-            shutil.rmtree(target, ignore_errors=True)
+    @dbt_assets(manifest=manifest, dagster_dbt_translator=translator, name="transforms")
+    def transforms(context: dg.AssetExecutionContext) -> Iterator[Any]:
+        args = ["build", *_selection(context, manifest, translator)]
+        context.log.info(f"dbt {' '.join(args)} (in process)")
+        for raw in build_in_process(settings, args):
+            event = DbtCoreCliEventMessage(raw_event=raw, event_history_metadata={})
+            if raw["info"].get("level") in ("warn", "error") and raw["info"].get("msg"):
+                context.log.warning(raw["info"]["msg"])
+            yield from event.to_default_asset_events(
+                manifest=manifest, dagster_dbt_translator=translator, context=context)
 
     return [transforms]
 
