@@ -3,10 +3,10 @@
 The project is read when the definitions load (`dbt parse`), so a model a data team adds under
 `transforms/models/` becomes an asset on the next start without code changes. Builds run dbt
 in process (`build_in_process`) and turn its events into Dagster materializations and asset
-checks with dagster-dbt's own translation. dbt reaches the
-warehouse through the environment variables its profiles.yml reads; `dbt_environment` derives
-them from the settings, the one place that does. A project that does not parse is logged and
-left out: a broken model must never stop events from being processed.
+checks with dagster-dbt's own translation. dbt reaches the warehouse through the environment
+variables its profiles.yml reads; `dbt_environment` derives them from the settings, the one
+place that does. A project that does not parse is logged and left out: a broken model must
+never stop events from being processed.
 """
 
 # No `from __future__ import annotations`: Dagster reads the asset's context annotation.
@@ -59,8 +59,6 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
         "PULSETRACE_DBT_SOURCE_DATABASE": database_of(url),
         "PULSETRACE_DBT_SCHEMA": settings.marts_database,
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        # dbt-core's own adapters are found through the venv's executables.
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 
 
@@ -263,27 +261,34 @@ SORT_COLUMNS: dict[str, str] = {"date": "last_seen", "new": "first_seen", "freq"
 class StreamPeriod:
     hours: int  # the statsPeriod: 24 for "24h", 336 for "14d"
     bucket_hours: int  # sparkline bucket: 1 for "24h", 24 for "14d"
+    table: str  # the mart at that bucket's grain
+    time_column: str
 
     @property
     def buckets(self) -> int:
         return self.hours // self.bucket_hours
 
 
-PERIODS = {"24h": StreamPeriod(24, 1), "14d": StreamPeriod(14 * 24, 24)}
+# "24h": the current hour and the 23 before it; "14d": today (UTC) and the 13 days before.
+PERIODS = {"24h": StreamPeriod(24, 1, "fct_issue_hourly", "hour"),
+           "14d": StreamPeriod(14 * 24, 24, "fct_issue_daily", "day")}
 
 ISSUE_STREAM_SQL = """
 WITH
-    toStartOfHour({now:DateTime('UTC')}) - toIntervalHour({hours:UInt32} - 1) AS since,
+    toStartOfInterval({now:DateTime('UTC')}, toIntervalHour({bucket:UInt32}))
+        - toIntervalHour(({buckets:UInt32} - 1) * {bucket:UInt32}) AS since,
     period AS (
-        SELECT h.issue_id AS issue_id,
-               sum(h.events) AS period_events,
-               uniqExactMerge(h.users_state) AS period_users,
-               groupArray((intDiv(toUInt32(dateDiff('hour', since, h.hour)), {bucket:UInt32}),
-                           h.events)) AS buckets
-        FROM {marts:Identifier}.fct_issue_hourly AS h
-        WHERE h.organization_id = {organization:UInt64} AND h.project_id = {project:UInt64}
-          AND h.hour >= since
-        GROUP BY h.issue_id
+        SELECT g.issue_id AS issue_id,
+               sum(g.events) AS period_events,
+               uniqExactMerge(g.users_state) AS period_users,
+               groupArray((intDiv(toUInt32(dateDiff('hour', since,
+                                                    toDateTime(g.{time:Identifier}))),
+                                  {bucket:UInt32}),
+                           g.events)) AS buckets
+        FROM {marts:Identifier}.{grain:Identifier} AS g
+        WHERE g.organization_id = {organization:UInt64} AND g.project_id = {project:UInt64}
+          AND g.{time:Identifier} >= since
+        GROUP BY g.issue_id
     )
 SELECT p.issue_id AS issue_id,
        p.period_events AS events,
@@ -324,7 +329,8 @@ def issue_stream(
     window = PERIODS[period]
     result = client.query(ISSUE_STREAM_SQL, parameters={
         "marts": marts_database, "organization": organization_id, "project": project_id,
-        "hours": window.hours, "bucket": window.bucket_hours, "buckets": window.buckets,
+        "grain": window.table, "time": window.time_column, "bucket": window.bucket_hours,
+        "buckets": window.buckets,
         "sort": SORT_COLUMNS[sort], "limit": limit, "now": now or datetime.now(UTC),
     })
     return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]

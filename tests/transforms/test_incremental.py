@@ -13,8 +13,8 @@ from clickhouse_connect.driver.client import Client
 from tests.transforms import dataset
 from tests.transforms.conftest import Warehouse
 
-DAY_PARTITIONED = ("fct_issue_hourly", "int_issue_tag_counts_daily", "int_issue_releases_daily",
-                   "fct_web_vitals_daily", "fct_api_latency_daily")
+DAY_PARTITIONED = ("fct_issue_hourly", "fct_issue_daily", "int_issue_tag_counts_daily",
+                   "int_issue_releases_daily", "fct_web_vitals_daily", "fct_api_latency_daily")
 
 
 def parts(client: Client, database: str, table: str) -> dict[str, set[str]]:

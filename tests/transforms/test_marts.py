@@ -145,6 +145,21 @@ def test_issue_stream_sorts_and_sparklines(warehouse: Warehouse, built: dataset.
         for e in events:
             sparkline[int((e.timestamp - since).total_seconds() // 3600)] += 1
         assert row["sparkline"] == sparkline
+    # 14 days: daily buckets from the daily mart, today (UTC) last.
+    first_day = now.date() - timedelta(days=13)
+    fortnight = issue_stream(warehouse.marts, warehouse.settings.marts_database, 1, 1,
+                             sort="user", period="14d", now=now)
+    project_events = [e for e in built.events if e.project_id == 1]
+    assert [r["issue_id"] for r in fortnight] == sorted(
+        (i for i in lifetime if lifetime[i]["project"] == 1),
+        key=lambda i: (len(lifetime[i]["users"]), i), reverse=True)
+    for row in fortnight:
+        daily = [0] * 14
+        for e in project_events:
+            if e.issue_id == row["issue_id"]:
+                daily[(e.timestamp.date() - first_day).days] += 1
+        assert row["sparkline"] == daily
+        assert row["users"] == len(lifetime[row["issue_id"]]["users"])
     # Another organization's project is never in the stream, even asked for by its id.
     assert issue_stream(warehouse.marts, warehouse.settings.marts_database, 1, 3, now=now) == []
     with pytest.raises(ValueError, match="sort must be one of"):
