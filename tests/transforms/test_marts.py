@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from orchestration.transforms import issue_stream
+from orchestration.marts import issue_stream
 from tests.transforms import dataset
 from tests.transforms.conftest import Warehouse
 
