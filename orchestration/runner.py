@@ -1,4 +1,4 @@
-"""The micro-batch driver: `python -m orchestration.runner` (started by `pulsetrace up`).
+"""The micro-batch driver, started by `pulsetrace up` as `python -m orchestration`.
 
 Every second it looks for raw events landed since the cursor and, when there are some, runs
 the `process_raw_events` job in this long-lived process with the persistent Dagster instance
