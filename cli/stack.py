@@ -74,25 +74,29 @@ def infrastructure(settings: Settings) -> list[ServiceSpec]:
     return services
 
 
-def ingest_service(settings: Settings) -> ServiceSpec:
-    # granian: the fastest WSGI server measured here (see ARCHITECTURE.md); 2 worker processes.
-    argv = [
+def granian_argv(settings: Settings, port: int, workers: int, app: str,
+                 *extra: str) -> list[str]:
+    """granian: the fastest WSGI server measured here (see ARCHITECTURE.md)."""
+    return [
         str(Path(sys.executable).parent / "granian"),
         "--interface", "wsgi",
         "--host", settings.host,
-        "--port", str(settings.ingest_port),
-        "--workers", "2",
+        "--port", str(port),
+        "--workers", str(workers),
         "--blocking-threads", "4",
         "--runtime-threads", "1",
-        "--http", "1",
+        *extra,
         "--no-ws",
         "--log-level", "warning",
-        "ingest.wsgi:app",
+        app,
     ]
+
+
+def ingest_service(settings: Settings) -> ServiceSpec:
     url = f"http://{settings.host}:{settings.ingest_port}"
     return ServiceSpec(
         name="ingest",
-        argv=argv,
+        argv=granian_argv(settings, settings.ingest_port, 2, "ingest.wsgi:app", "--http", "1"),
         health=lambda: http_ok(f"{url}/health"),
         url=url,
         env={"PROMETHEUS_MULTIPROC_DIR": str(prometheus_dir(settings))},
@@ -103,22 +107,10 @@ def ingest_service(settings: Settings) -> ServiceSpec:
 
 def dashboard_service(settings: Settings) -> ServiceSpec:
     """The management API and browser sign-in (the Dash app joins this server)."""
-    argv = [
-        str(Path(sys.executable).parent / "granian"),
-        "--interface", "wsgi",
-        "--host", settings.host,
-        "--port", str(settings.dashboard_port),
-        "--workers", "1",
-        "--blocking-threads", "4",
-        "--runtime-threads", "1",
-        "--no-ws",
-        "--log-level", "warning",
-        "dashboards.wsgi:app",
-    ]
     url = f"http://{settings.host}:{settings.dashboard_port}"
     return ServiceSpec(
         name="dashboard",
-        argv=argv,
+        argv=granian_argv(settings, settings.dashboard_port, 1, "dashboards.wsgi:app"),
         health=lambda: http_ok(f"{url}/health"),
         url=url,
         log_file=settings.data_dir / "logs" / "dashboard.log",
@@ -143,13 +135,17 @@ def landing_worker_service(settings: Settings) -> ServiceSpec:
     )
 
 
+DAGSTER_YAML = "# PulseTrace keeps this instance free of settings: see cli/stack.py.\n"
+
+
 def prepare_dagster_home(settings: Settings) -> None:
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        # No telemetry: the machine may have no internet, and users' data stays theirs.
-        config.write_text("telemetry:\n  enabled: false\n")
+    # No settings on purpose. With any setting, Dagster reconfigures Python logging
+    # (logging.config.dictConfig) at the start of every run, and the runner's two threads of
+    # runs (batches, marts) deadlocked on the logging locks. Telemetry is kept from leaving
+    # the machine by DAGSTER_DISABLE_TELEMETRY (Settings.child_environment) instead.
+    (home / "dagster.yaml").write_text(DAGSTER_YAML)
 
 
 def processing_service(settings: Settings) -> ServiceSpec:

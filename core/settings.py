@@ -196,6 +196,7 @@ class Settings:
             "SECRET_KEY": self.secret_key,
             "PUBLIC_INGEST_URL": self.ingest_public_url,
             "DAGSTER_HOME": str(self.dagster_home),
+            "DAGSTER_DISABLE_TELEMETRY": "1",  # no uploads: users' data stays theirs
         })
         return env
 

@@ -4,15 +4,19 @@ runner made: what a user opens to see what the pipeline did."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import logging
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from dagster import DagsterInstance
 
-from cli.stack import dagster_ui_service, processing_service
+from cli.stack import dagster_ui_service, prepare_dagster_home, processing_service
 from core.embedded.process import ManagedProcess, free_port
 from core.settings import Settings
 from tests.conftest import start_service
@@ -71,3 +75,21 @@ def test_the_ui_shows_the_assets_and_the_runners_runs(
     materialized = graphql(url, '{ assetOrError(assetKey: {path: ["issues"]}) { __typename'
                                 ' ... on Asset { assetMaterializations(limit: 1) { runId } } } }')
     assert materialized["assetOrError"]["assetMaterializations"], materialized
+
+
+def test_runs_leave_the_processs_logging_alone(tmp_path: Path) -> None:
+    """The runner runs batches and marts builds in two threads. Dagster reconfigures Python
+    logging at the start of every run when its instance has any setting, which deadlocked the
+    two threads on logging's locks; the instance `up` prepares has none."""
+    settings = Settings(data_dir=tmp_path)
+    prepare_dagster_home(settings)
+    probe = logging.StreamHandler(io.StringIO())
+    probe.set_name("pulsetrace-probe")
+    logging.getLogger("pulsetrace-probe").addHandler(probe)
+    try:
+        instance = DagsterInstance.from_config(str(settings.dagster_home))
+        assert len(instance.get_handlers()) == 1  # only the event log's own handler
+        # logging.config.dictConfig would have dropped every named handler of the process.
+        assert "pulsetrace-probe" in logging._handlers  # noqa: SLF001
+    finally:
+        logging.getLogger("pulsetrace-probe").removeHandler(probe)

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
@@ -19,7 +17,10 @@ from core.settings import Settings
 from core.warehouse import connect
 from tests.conftest import start_service
 from tests.ingest.test_bad_input import post
+from tests.orchestration.test_processing import wait_for
 from tests.stack import IngestStack
+
+MARTS_TIMEOUT = 180.0  # a first full dbt build on a busy 2-core machine
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +34,6 @@ def running(ingest_stack: IngestStack) -> Iterator[tuple[IngestStack, Settings]]
     finally:
         process.stop()
         ingest_stack.warehouse.command(f"DROP DATABASE IF EXISTS {settings.marts_database}")
-
-
-def wait_for(probe: Callable[[], Any], timeout: float = 180.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"not true within {timeout} s: {probe}")
 
 
 def send_errors(stack: IngestStack, marker: str, users: list[str]) -> None:
@@ -79,17 +70,17 @@ def test_the_runner_keeps_the_marts_fresh(running: tuple[IngestStack, Settings])
         return (int(found[0][0]), int(found[0][1])) if found else None
 
     send_errors(stack, marker, ["u1", "u2", "u1", "u3", "u2"])
-    issue = wait_for(issue_id)
-    assert wait_for(lambda: stats() == (5, 3) and stats())
+    issue = wait_for(issue_id, MARTS_TIMEOUT)
+    assert wait_for(lambda: stats() == (5, 3) and stats(), MARTS_TIMEOUT)
     # More events of the same issue: the marts follow without anyone running dbt.
     send_errors(stack, marker, ["u4", "u1", "u5"])
-    assert wait_for(lambda: stats() == (8, 5) and stats())
+    assert wait_for(lambda: stats() == (8, 5) and stats(), MARTS_TIMEOUT)
 
     instance = DagsterInstance.from_config(str(settings.dagster_home))
     # The marts show new numbers while the build still runs its data tests; then it ends.
     runs = wait_for(lambda: (found := instance.get_runs(filters=RunsFilter(
         job_name="refresh_marts", statuses=[DagsterRunStatus.SUCCESS]))) and len(found) >= 2
-        and found)
+        and found, MARTS_TIMEOUT)
     # The dbt models are assets in the UI's instance, materialized by those runs.
     event = instance.get_latest_materialization_event(AssetKey("fct_issue_stats"))
     assert event is not None and event.run_id in {r.run_id for r in runs}
