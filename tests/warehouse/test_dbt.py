@@ -16,8 +16,12 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def dbt_build(project_dir: Path, profiles_dir: Path, work_dir: Path) -> None:
+    # Without the dbt variables another suite's in-process dbt run left in this process
+    # (DBT_TARGET would pick a target this project's profile does not have).
+    inherited = {name: value for name, value in os.environ.items()
+                 if not name.startswith(("DBT_", "PULSETRACE_DBT_"))}
     env = {
-        **os.environ,
+        **inherited,
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         # Keep dbt's artifacts out of the repository.

@@ -199,19 +199,23 @@ def test_session_errors(warehouse: Warehouse) -> None:
     assert_error(response, 500, 374, "Invalid session timeout")
 
     started = threading.Event()
+    slow_answer: list[str] = []
 
     def slow() -> None:
         started.set()
-        post(warehouse, b"SELECT sleepEachRow(0.5) FROM numbers(3)", session_id="busy")
+        answer = post(warehouse, b"SELECT sleepEachRow(0.5) FROM numbers(3)", session_id="busy")
+        slow_answer.append(f"{answer.status} {answer.data[:300]!r}")
 
     worker = threading.Thread(target=slow)
     worker.start()
     started.wait()
     try:
-        for _ in range(50):  # until the slow query holds the session
+        deadline = time.monotonic() + 20  # until the slow query holds the session
+        while time.monotonic() < deadline:
             response = post(warehouse, b"SELECT 1", session_id="busy")
             if response.status != 200:
                 break
+        assert response.status != 200, f"never locked; the slow query answered {slow_answer}"
         assert_error(response, 500, 373, "Session busy is locked by a concurrent client")
     finally:
         worker.join()
