@@ -267,6 +267,8 @@ def test_entries_cannot_be_rewritten(org: Org, engine: Engine) -> None:
     with pytest.raises(DBAPIError, match="append-only"):
         sql(engine, "UPDATE audit_log_entries SET ip_address = '1.2.3.4' WHERE id = :id",
             id=entry_id)
+    with pytest.raises(DBAPIError, match="append-only"):
+        sql(engine, "DELETE FROM audit_log_entries WHERE id = :id", id=entry_id)
 
 
 def test_deleting_a_user_keeps_their_entries(org: Org, api: Api, engine: Engine) -> None:

@@ -44,7 +44,7 @@ def test_0002_upgrades_and_downgrades(fresh_database_url: str) -> None:  # noqa:
         engine.dispose()
 
 
-def test_audit_entries_refuse_updates_but_follow_a_deleted_actor(
+def test_audit_entries_refuse_updates_and_deletes_but_follow_a_deleted_actor(
     fresh_database_url: str,  # noqa: F811
 ) -> None:
     db.upgrade(fresh_database_url)
@@ -61,6 +61,8 @@ def test_audit_entries_refuse_updates_but_follow_a_deleted_actor(
         with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
             conn.execute(text("UPDATE audit_log_entries SET data = '{\"forged\": 1}'"
                               " WHERE id = :id"), {"id": entry})
+        with pytest.raises(DBAPIError, match="DELETE refused"), engine.begin() as conn:
+            conn.execute(text("DELETE FROM audit_log_entries WHERE id = :id"), {"id": entry})
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM users WHERE id = :u"), {"u": user})
             actor = conn.scalar(text("SELECT actor_user_id FROM audit_log_entries"

@@ -109,7 +109,7 @@ def test_developer_alembic_ini_works(fresh_database_url: str) -> None:
         return result.stdout
 
     alembic("upgrade", "head")
-    assert "0002 (head)" in alembic("current")
+    assert "0003 (head)" in alembic("current")
 
 
 # --- two tenants with one of everything -------------------------------------------------------
@@ -299,8 +299,8 @@ def test_tenant_bulk_update_and_delete_touch_only_their_organization(
     with tenant_session(migrated_engine, a.org_id) as session, session.begin():
         resolved = session.execute(update(Issue).values(status=IssueStatus.resolved))
         assert resolved.rowcount == 1
-        deleted = session.execute(delete(AuditLogEntry))
-        assert deleted.rowcount == 2
+        deleted = session.execute(delete(AlertRule))
+        assert deleted.rowcount == 1
         # Naming B's row explicitly changes nothing either.
         session.execute(update(Project).where(Project.id == b.project_id).values(name="pwned"))
         session.execute(delete(ProjectKey).where(ProjectKey.id == b.key_id))
@@ -308,8 +308,8 @@ def test_tenant_bulk_update_and_delete_touch_only_their_organization(
     with system_session(migrated_engine) as session:
         statuses = dict(session.execute(select(Issue.organization_id, Issue.status)).all())
         assert statuses == {a.org_id: IssueStatus.resolved, b.org_id: IssueStatus.unresolved}
-        audit_orgs = session.scalars(select(AuditLogEntry.organization_id)).all()
-        assert audit_orgs == [b.org_id, b.org_id]
+        rule_orgs = session.scalars(select(AlertRule.organization_id)).all()
+        assert rule_orgs == [b.org_id]
         assert session.get_one(Project, b.project_id).name == "Web"
         assert session.get(ProjectKey, b.key_id) is not None
 
