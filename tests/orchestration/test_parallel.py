@@ -3,7 +3,6 @@ caller's process gives, source maps from storage included."""
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,12 +14,12 @@ from polars.testing import assert_frame_equal
 
 from core import db
 from core.blobs import blob_store
-from core.models import Artifact, Release
 from ingest.landing import COLUMNS
 from orchestration.parallel import MIN_ROWS_PER_WORKER, PipelinePool
 from orchestration.processing import StoredSourceMaps, Window, process_window
 from pipelines.batch import process_raw_events
 from pipelines.scrubbing import ScrubConfig
+from tests.orchestration.test_processing import store_source_map
 from tests.pipelines.grouping_set import generate, raw_events_frame
 from tests.pipelines.test_symbolication import Bundle, build_bundle, sentry_event
 from tests.stack import IngestStack
@@ -40,18 +39,8 @@ def pool(ingest_stack: IngestStack) -> Iterator[PipelinePool]:
 def stored_bundle(ingest_stack: IngestStack, tmp_path_factory: pytest.TempPathFactory) -> Bundle:
     """A minified bundle whose map is a release artifact, found by its debug id."""
     bundle = build_bundle(tmp_path_factory.mktemp("shop"))
-    settings, org = ingest_stack.settings, ingest_stack.project.org_id
-    key = f"artifacts/{org}/{hashlib.sha1(bundle.sourcemap).hexdigest()}"
-    blob_store(settings).put(key, bundle.sourcemap, "application/json")
-    with db.system_session(db.make_engine(settings.database_url)) as session, session.begin():
-        release = Release(organization_id=org, version=f"shop@{uuid.uuid4().hex[:8]}")
-        session.add(release)
-        session.flush()
-        session.add(Artifact(
-            organization_id=org, release_id=release.id, name="~/static/js/app.min.js.map",
-            blob_key=key, sha1=hashlib.sha1(bundle.sourcemap).hexdigest(),
-            size=len(bundle.sourcemap), content_type="application/json",
-            debug_id=bundle.debug_id))
+    store_source_map(ingest_stack.settings, ingest_stack.project.org_id, bundle,
+                     f"shop@{uuid.uuid4().hex[:8]}", bundle.debug_id)
     return bundle
 
 

@@ -150,6 +150,24 @@ def test_running_a_processed_window_again_changes_nothing(runner: IngestStack) -
     assert stack.warehouse.command("SELECT count() FROM events FINAL") == events_before
 
 
+def store_source_map(settings: Settings, org_id: int, bundle: Bundle, release: str,
+                     debug_id: str | None) -> None:
+    """The bundle's map as an artifact of `release`: a row in PostgreSQL, bytes in the blob
+    store, found by release + URL, and by `debug_id` when given."""
+    sha1 = hashlib.sha1(bundle.sourcemap).hexdigest()
+    key = f"artifacts/{org_id}/{sha1}"
+    blob_store(settings).put(key, bundle.sourcemap, "application/json")
+    with db.system_session(db.make_engine(settings.database_url)) as session, session.begin():
+        stored = Release(organization_id=org_id, version=release)
+        session.add(stored)
+        session.flush()
+        session.add(Artifact(
+            organization_id=org_id, release_id=stored.id, name="~/static/js/app.min.js.map",
+            blob_key=key, sha1=sha1, size=len(bundle.sourcemap),
+            content_type="application/json", debug_id=debug_id,
+        ))
+
+
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
     return build_bundle(tmp_path_factory.mktemp("shop"))
@@ -164,20 +182,8 @@ def test_minified_frames_are_symbolicated_from_release_artifacts(
     stack = runner
     settings = stack.settings
     release = f"shop@{uuid.uuid4().hex[:8]}"
-    engine = db.make_engine(settings.database_url)
-    key = f"artifacts/{stack.project.org_id}/{hashlib.sha1(bundle.sourcemap).hexdigest()}"
-    blob_store(settings).put(key, bundle.sourcemap, "application/json")
-    with db.system_session(engine) as session, session.begin():
-        stored = Release(organization_id=stack.project.org_id, version=release)
-        session.add(stored)
-        session.flush()
-        session.add(Artifact(
-            organization_id=stack.project.org_id, release_id=stored.id,
-            name="~/static/js/app.min.js.map", blob_key=key,
-            sha1=hashlib.sha1(bundle.sourcemap).hexdigest(), size=len(bundle.sourcemap),
-            content_type="application/json",
-            debug_id=bundle.debug_id if by == "debug_id" else None,
-        ))
+    store_source_map(settings, stack.project.org_id, bundle, release,
+                     bundle.debug_id if by == "debug_id" else None)
     event = sentry_event(bundle, release=release if by == "release" else "other@1",
                          debug_ids=by == "debug_id")
     assert post(stack, "store", json.dumps(event).encode()).status_code == 200

@@ -15,10 +15,18 @@ down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-APPEND_ONLY_FUNCTION = """
-CREATE OR REPLACE FUNCTION audit_log_entries_append_only() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
+# The rule 0002 put in place: an UPDATE is refused unless it is the ON DELETE SET NULL of the
+# actor, the only change an entry may undergo.
+UPDATE_RULE = """
+    IF NEW.actor_user_id IS NULL AND OLD.actor_user_id IS NOT NULL
+       AND (to_jsonb(NEW) - 'actor_user_id') = (to_jsonb(OLD) - 'actor_user_id') THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'audit log entries are append-only (UPDATE refused)'
+        USING ERRCODE = 'insufficient_privilege';
+"""
+
+DELETE_RULE = """
     IF TG_OP = 'DELETE' THEN
         -- Only the organization's own deletion (ON DELETE CASCADE) takes its log with it.
         IF NOT EXISTS (SELECT 1 FROM organizations WHERE id = OLD.organization_id) THEN
@@ -27,30 +35,14 @@ BEGIN
         RAISE EXCEPTION 'audit log entries are append-only (DELETE refused)'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    -- ON DELETE SET NULL of the actor: the only change an entry may undergo.
-    IF NEW.actor_user_id IS NULL AND OLD.actor_user_id IS NOT NULL
-       AND (to_jsonb(NEW) - 'actor_user_id') = (to_jsonb(OLD) - 'actor_user_id') THEN
-        RETURN NEW;
-    END IF;
-    RAISE EXCEPTION 'audit log entries are append-only (UPDATE refused)'
-        USING ERRCODE = 'insufficient_privilege';
-END;
-$$
 """
 
-UPDATE_ONLY_FUNCTION = """
-CREATE OR REPLACE FUNCTION audit_log_entries_append_only() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.actor_user_id IS NULL AND OLD.actor_user_id IS NOT NULL
-       AND (to_jsonb(NEW) - 'actor_user_id') = (to_jsonb(OLD) - 'actor_user_id') THEN
-        RETURN NEW;
-    END IF;
-    RAISE EXCEPTION 'audit log entries are append-only (UPDATE refused)'
-        USING ERRCODE = 'insufficient_privilege';
-END;
-$$
-"""
+
+def _function(body: str) -> str:
+    return (
+        "CREATE OR REPLACE FUNCTION audit_log_entries_append_only() RETURNS trigger\n"
+        f"LANGUAGE plpgsql AS $$\nBEGIN{body}END;\n$$"
+    )
 
 
 def _trigger(events: str) -> None:
@@ -62,10 +54,10 @@ def _trigger(events: str) -> None:
 
 
 def upgrade() -> None:
-    op.execute(APPEND_ONLY_FUNCTION)
+    op.execute(_function(DELETE_RULE + UPDATE_RULE))
     _trigger("UPDATE OR DELETE")
 
 
 def downgrade() -> None:
-    op.execute(UPDATE_ONLY_FUNCTION)
+    op.execute(_function(UPDATE_RULE))
     _trigger("UPDATE")
