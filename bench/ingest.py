@@ -28,9 +28,14 @@ wrk's (time from writing the request to reading the whole answer). The load shar
 with the server, as does anything else running on the machine: the CPU split printed per run
 shows how much went to each service, to wrk, and to other processes on the host.
 
+What runs: by default an ingest node, `pulsetrace up --services ingest,worker` (the ingest, the
+landing worker, and the PostgreSQL, Redis and warehouse they use), as a scaled deployment runs
+the write path apart from processing; `--services all` measures the whole stack on the same
+2 cores, where processing the events as they land competes with accepting them.
+
 Usage: .venv/bin/python bench/ingest.py [--runs 3] [--duration 15] [--warmup 3]
        [--phases single,batch] [--single-connections 16] [--batch-connections 4]
-       [--batch-size 100] [--no-reference] [--keep]
+       [--batch-size 100] [--no-reference] [--keep] [--services ingest,worker|all]
 """
 
 from __future__ import annotations
@@ -96,8 +101,11 @@ class Stack:
     service_pids: dict[str, int] = field(default_factory=dict)
 
 
-def start_stack(data_dir: Path) -> Stack:
+def start_stack(data_dir: Path, services: str = "all") -> Stack:
     env = dict(os.environ)
+    env.pop("PULSETRACE_SERVICES", None)
+    if services != "all":
+        env["PULSETRACE_SERVICES"] = services
     for name in ("POSTGRES_PORT", "REDIS_PORT", "WAREHOUSE_PORT", "INGEST_PORT",
                  "DASHBOARD_PORT", "DAGSTER_PORT"):
         env[name] = str(free_port())
@@ -801,6 +809,8 @@ def main() -> None:
     parser.add_argument("--batch-connections", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--keep", action="store_true", help="keep the data dir and logs")
+    parser.add_argument("--services", default="ingest,worker",
+                        help="what `pulsetrace up` runs: an ingest node (default) or all")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the bare-path reference run (bench/ingest_reference.py)")
     args = parser.parse_args()
@@ -821,14 +831,15 @@ def main() -> None:
     work = tmp / "work"
     work.mkdir()
     try:
-        stack = start_stack(tmp / "data")
+        stack = start_stack(tmp / "data", args.services)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     summary: list[str] = []
     try:
-        print(f"PulseTrace ingest bench: stack in {tmp}, ingest {stack.ingest_url} "
-              f"(granian, 2 workers); load: wrk 1 thread from 127.0.0.1, closed loop, "
+        print(f"PulseTrace ingest bench: stack in {tmp} running {args.services} (services), "
+              f"ingest {stack.ingest_url} (granian, 2 workers); load: wrk 1 thread from "
+              f"127.0.0.1, closed loop, "
               f"{args.duration} s per run after a {args.warmup} s warm-up; "
               f"{os.cpu_count()} cores", flush=True)
         print(f"machine speed now: sum(range(1000)) takes {calibrate():.1f} µs in CPython "

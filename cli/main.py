@@ -8,7 +8,7 @@ import os
 import sys
 from datetime import UTC, datetime
 
-from core.settings import Settings
+from core.settings import SERVICES, Settings
 
 
 def _settings_for_running_stack(data_dir: str | None) -> Settings:
@@ -23,7 +23,14 @@ def _settings_for_running_stack(data_dir: str | None) -> Settings:
 def cmd_up(args: argparse.Namespace) -> int:
     from cli.stack import run_up
 
-    return run_up(Settings.from_env(args.data_dir), demo=args.demo)
+    if args.services is not None:
+        os.environ["PULSETRACE_SERVICES"] = args.services
+    try:
+        settings = Settings.from_env(args.data_dir)
+    except ValueError as exc:  # a setting that does not parse: say which, not a traceback
+        print(f"pulsetrace up: {exc}", file=sys.stderr)
+        return 2
+    return run_up(settings, demo=args.demo)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -107,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = with_data_dir(commands.add_parser("up", help="start the whole stack and stream its logs"))
     up.add_argument("--demo", action="store_true", help="create a demo org and print its DSN")
+    up.add_argument(
+        "--services", metavar="NAMES",
+        help=f"start only these of {','.join(SERVICES)} (default: all; PULSETRACE_SERVICES), "
+             "e.g. ingest,worker for an ingest node",
+    )
     up.set_defaults(func=cmd_up)
 
     status = with_data_dir(

@@ -182,13 +182,15 @@ def early_processes(settings: Settings) -> list[ServiceSpec]:
     """Slow to boot and needing no other service: started with the infrastructure. The Dagster
     UI also creates the Dagster instance store, which the runner must not create at the same
     time (both would on a fresh data dir)."""
-    return [dagster_ui_service(settings)]
+    return [dagster_ui_service(settings)] if "dagster" in settings.services else []
 
 
 def product_processes(settings: Settings) -> list[ServiceSpec]:
-    """PulseTrace's own processes, started once migrations are applied."""
-    return [ingest_service(settings), landing_worker_service(settings),
-            processing_service(settings), dashboard_service(settings)]
+    """PulseTrace's own processes that settings.services selects, started once migrations
+    are applied."""
+    makers = {"ingest": ingest_service, "worker": landing_worker_service,
+              "processing": processing_service, "dashboard": dashboard_service}
+    return [make(settings) for name, make in makers.items() if name in settings.services]
 
 
 def prometheus_dir(settings: Settings) -> Path:

@@ -34,6 +34,10 @@ def _parse(name: str, raw: str, kind: object) -> object:
     return raw
 
 
+# PulseTrace's own processes, as `up` names them; a node of a scaled-out deployment runs some.
+SERVICES = ("ingest", "worker", "processing", "dashboard", "dagster")
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(metadata=_env("PULSETRACE_DATA_DIR"))
@@ -74,6 +78,9 @@ class Settings:
     ingest_key_cache_seconds: float = field(default=5.0, metadata=_env("INGEST_KEY_CACHE_SECONDS"))
     # Processes the pipeline spreads a large batch over (0: one per core; 1: no pool).
     pipeline_workers: int = field(default=0, metadata=_env("PIPELINE_WORKERS"))
+    # Which of SERVICES `up` starts (the embedded PostgreSQL, Redis and warehouse always,
+    # unless their URLs point elsewhere): e.g. "ingest,worker" for an ingest node.
+    services: tuple[str, ...] = field(default=SERVICES, metadata=_env("PULSETRACE_SERVICES"))
     # Peers whose X-Forwarded-For is believed (IPs or CIDRs, comma-separated).
     ingest_trusted_proxies: tuple[str, ...] = field(
         default=(), metadata=_env("INGEST_TRUSTED_PROXIES")
@@ -101,6 +108,14 @@ class Settings:
     dbt_target: str = field(default="embedded", metadata=_env("DBT_TARGET"))
     marts_database: str = field(default="pulsetrace_marts", metadata=_env("MARTS_DATABASE"))
     marts_refresh_seconds: float = field(default=30.0, metadata=_env("MARTS_REFRESH_SECONDS"))
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.services if name not in SERVICES]
+        if unknown or not self.services:
+            raise ValueError(
+                f"PULSETRACE_SERVICES must name some of {', '.join(SERVICES)}; "
+                f"got {', '.join(self.services) or 'none'}"
+            )
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> Settings:

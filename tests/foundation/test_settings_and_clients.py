@@ -51,6 +51,31 @@ def test_a_bad_port_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings.from_env()
 
 
+def test_services_pick_which_processes_up_starts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from cli.main import main
+    from cli.stack import early_processes, health_of, product_processes
+
+    everything = Settings.from_env(tmp_path)
+    assert [s.name for s in early_processes(everything) + product_processes(everything)] == [
+        "dagster", "ingest", "worker", "processing", "dashboard"]
+    # An ingest node: what SDKs talk to, and the landing into the warehouse.
+    monkeypatch.setenv("PULSETRACE_SERVICES", "ingest, worker")
+    node = Settings.from_env(tmp_path)
+    assert early_processes(node) == []
+    assert [s.name for s in product_processes(node)] == ["ingest", "worker"]
+    assert node.child_environment()["PULSETRACE_SERVICES"] == "ingest,worker"
+    # `status` on such a node checks what it runs, not what it leaves to other nodes.
+    assert [r.name for r in health_of(node)] == [
+        "postgres", "redis", "warehouse", "ingest", "worker"]
+    monkeypatch.setenv("PULSETRACE_SERVICES", "ingest,dashbord")
+    with pytest.raises(ValueError, match="must name some of ingest, worker, processing, "
+                                         "dashboard, dagster; got ingest, dashbord"):
+        Settings.from_env(tmp_path)
+    assert main(["up", "--data-dir", str(tmp_path), "--services", "procesing"]) == 2
+
+
 def _child_uses_its_own_redis_client(
     url: str, parent_id: int, queue: multiprocessing.Queue
 ) -> None:

@@ -1,0 +1,153 @@
+"""The landing queue against a real Redis: concurrent requests share script calls (group
+commit) and still get exactly the answers they would get one by one."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import msgspec
+import pytest
+import redis
+
+from core.redis import redis_client
+from ingest.landing import LandingRow, encode_row
+from ingest.queue import ACCEPTED, DUPLICATE, ROWS_FIELD, EnqueueResult, LandingQueue
+
+
+def a_row(project_id: int, event_id: str) -> bytes:
+    return encode_row(LandingRow(1, project_id, event_id, "event", time.time(), "", "", "", "",
+                                 "", "", "", "", "", b"{}"))
+
+
+class GatedQueue(LandingQueue):
+    """Holds its first script call until `release` is set, and records how many requests
+    each call carried, so a test can make requests pile up behind a call in flight."""
+
+    def __init__(self, client: redis.Redis, stream: str) -> None:
+        super().__init__(client, 60.0, stream=stream)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.requests_per_call: list[int] = []
+
+    def _run(self, keys: list[str], args: list[str | bytes | int]) -> list:
+        self.requests_per_call.append(len(keys) - 1)
+        if len(self.requests_per_call) == 1:
+            self.entered.set()
+            assert self.release.wait(10)
+        return super()._run(keys, args)
+
+
+@pytest.fixture
+def stream(redis_url: str) -> Iterator[str]:
+    name = f"pulsetrace:test-landing:{uuid.uuid4().hex}"
+    yield name
+    redis_client(redis_url).delete(name)
+
+
+def landed_ids(client: redis.Redis, stream: str) -> list[str]:
+    decoder = msgspec.msgpack.Decoder(list[LandingRow])
+    return [row.event_id for _, fields in client.xrange(stream)
+            for row in decoder.decode(fields[ROWS_FIELD])]
+
+
+def run_concurrently(queue: LandingQueue, calls: list[tuple[int, int, int, list[str]]]
+                     ) -> list[EnqueueResult]:
+    """Each call (key id, project id, limit per minute, event ids) in its own thread, all
+    started while the queue's first call is held; returns their results in order."""
+    results: list[EnqueueResult | None] = [None] * len(calls)
+
+    def send(index: int) -> None:
+        key_id, project_id, per_minute, ids = calls[index]
+        results[index] = queue.enqueue(key_id, project_id, per_minute,
+                                       [(i, a_row(project_id, i)) for i in ids])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert all(r is not None for r in results)
+    return [r for r in results if r is not None]
+
+
+def test_requests_arriving_during_a_call_share_the_next_one(redis_url: str, stream: str) -> None:
+    client = redis_client(redis_url)
+    queue = GatedQueue(client, stream)
+    first_id = uuid.uuid4().hex
+    blocker = threading.Thread(
+        target=queue.enqueue, args=(1, 7001, 10**6, [(first_id, a_row(7001, first_id))]))
+    blocker.start()
+    assert queue.entered.wait(10)
+
+    ids = [uuid.uuid4().hex for _ in range(8)]
+    # Three requests repeat an id (SDK retries racing each other and the held call).
+    calls = [(1, 7001, 10**6, [event_id]) for event_id in ids]
+    calls += [(1, 7001, 10**6, [ids[0]]), (1, 7001, 10**6, [ids[3], ids[5]]),
+              (1, 7001, 10**6, [first_id])]
+    threading.Timer(0.5, queue.release.set).start()
+    results = run_concurrently(queue, calls)
+    blocker.join(10)
+
+    # The held call carried one request; everything that queued behind it went in ONE call.
+    assert queue.requests_per_call == [1, len(calls)]
+    statuses = [r.statuses for r in results]
+    # Arrival order within the call decides which copy of a repeated id is "first", so
+    # count: every id accepted exactly once over all requests, the rest are duplicates.
+    accepted: dict[str, int] = {}
+    for (_, _, _, sent), status in zip(calls, statuses, strict=True):
+        assert len(status) == len(sent)
+        for event_id, s in zip(sent, status, strict=True):
+            assert s in (ACCEPTED, DUPLICATE)
+            accepted[event_id] = accepted.get(event_id, 0) + (s == ACCEPTED)
+    assert accepted == {**{i: 1 for i in ids}, first_id: 0}
+    assert sorted(landed_ids(client, stream)) == sorted([first_id, *ids])
+
+
+def test_the_rate_limit_counts_across_requests_in_one_call(redis_url: str, stream: str) -> None:
+    client = redis_client(redis_url)
+    queue = GatedQueue(client, stream)
+    key_id, other_key = 10_000 + int(time.time()) % 10_000, 30_000 + int(time.time()) % 10_000
+    held = uuid.uuid4().hex
+    blocker = threading.Thread(
+        target=queue.enqueue, args=(key_id, 7002, 5, [(held, a_row(7002, held))]))
+    blocker.start()
+    assert queue.entered.wait(10)
+    # Limit 5 a minute on key_id: the held request took 1; 6 single-event requests follow
+    # in one call, and a request of 3 on another key with its own limit of 2.
+    calls = [(key_id, 7002, 5, [uuid.uuid4().hex]) for _ in range(6)]
+    calls.append((other_key, 7003, 2, [uuid.uuid4().hex for _ in range(3)]))
+    threading.Timer(0.5, queue.release.set).start()
+    results = run_concurrently(queue, calls)
+    blocker.join(10)
+
+    assert queue.requests_per_call == [1, 7]
+    same_key = results[:6]
+    assert sum(len(r.statuses) for r in same_key) == 4  # 5 - the held one
+    assert sum(r.rate_limited for r in same_key) == 2
+    assert all(r.retry_after_seconds > 0 for r in same_key if r.rate_limited)
+    assert all(r.retry_after_seconds == 0 for r in same_key if not r.rate_limited)
+    other = results[6]
+    assert other.statuses == [ACCEPTED, ACCEPTED] and other.rate_limited == 1
+    assert len(landed_ids(client, stream)) == 1 + 4 + 2
+
+
+def test_a_redis_error_reaches_every_request_of_the_call(stream: str) -> None:
+    client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)  # no server
+    queue = LandingQueue(client, 60.0, stream=stream)
+    errors: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            queue.enqueue(1, 7004, 10**6, [(uuid.uuid4().hex, a_row(7004, "x"))])
+        except redis.RedisError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert len(errors) == 5
