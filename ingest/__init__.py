@@ -7,14 +7,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask, Response
-from werkzeug import Request
 from werkzeug.exceptions import HTTPException
 
 from core import db
 from core.redis import redis_client
 from core.settings import Settings, get_settings
 from ingest import api, metrics
-from ingest.api import Answer, json_response
+from ingest.api import Answer, Request, json_response
 from ingest.api import bp as api_blueprint
 from ingest.auth import KeyCache
 from ingest.queue import LandingQueue

@@ -13,17 +13,16 @@ import re
 import time
 import uuid
 import zlib
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
 import orjson
 import redis
 from flask import Blueprint, current_app, request
-from werkzeug import Request
 from werkzeug.http import HTTP_STATUS_CODES
 
 from ingest import metrics
@@ -54,9 +53,66 @@ def labelled(metric: Any, label: str) -> Any:
     return metric.labels(label)
 
 
+class Request:
+    """What the ingest handlers read of a request, straight from the WSGI environ.
+
+    werkzeug's Request cost ~25 µs a request on the hot path (its stream, header and
+    query-string wrappers), a sixth of the handler; SDKs send no query string but the key.
+    """
+
+    __slots__ = ("environ", "_args")
+
+    def __init__(self, environ: dict[str, Any]) -> None:
+        self.environ = environ
+        self._args: dict[str, str] | None = None
+
+    @property
+    def method(self) -> str:
+        return str(self.environ.get("REQUEST_METHOD", "GET")).upper()
+
+    @property
+    def remote_addr(self) -> str | None:
+        return self.environ.get("REMOTE_ADDR")
+
+    @property
+    def args(self) -> dict[str, str]:
+        """The query string's parameters; of a repeated one, the first (as werkzeug's)."""
+        if self._args is None:
+            self._args = {}
+            query = self.environ.get("QUERY_STRING")
+            if query:
+                for name, value in parse_qsl(query, keep_blank_values=True):
+                    self._args.setdefault(name, value)
+        return self._args
+
+    @property
+    def content_length(self) -> int | None:
+        try:
+            length = int(self.environ.get("CONTENT_LENGTH") or "")
+        except ValueError:
+            return None
+        return length if length >= 0 else None
+
+    def read(self, limit: int) -> bytes:
+        """Up to `limit` bytes of the body: Content-Length of them, or, for a chunked body
+        the server has de-chunked, until its end."""
+        length = self.content_length
+        if length is None and not self.environ.get("wsgi.input_terminated"):
+            return b""
+        stream = self.environ["wsgi.input"]
+        wanted = limit if length is None else min(length, limit)
+        parts, got = [], 0
+        while got < wanted:  # a read may return less than asked before the end
+            part = stream.read(wanted - got)
+            if not part:
+                break
+            parts.append(part)
+            got += len(part)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 def header(req: Request, name: str) -> str | None:
-    """A request header straight from the WSGI environ (cheaper than werkzeug's
-    request.headers). name: the CGI form, e.g. HTTP_USER_AGENT."""
+    """A request header. name: the CGI form, e.g. HTTP_USER_AGENT."""
     return req.environ.get(name)
 
 
@@ -109,7 +165,7 @@ def read_body(req: Request, st: IngestState) -> bytes:
     if content_length is not None and content_length > limit:
         raise ApiError(413, f"the request body exceeds {limit} bytes", "too_large")
     # Reads a chunked body too, stopping one byte past the limit.
-    raw = req.stream.read(limit + 1)
+    raw = req.read(limit + 1)
     if len(raw) > limit:
         raise ApiError(413, f"the request body exceeds {limit} bytes", "too_large")
     if content_length is not None and len(raw) < content_length:
@@ -273,11 +329,10 @@ def enqueue(st: IngestState, builder: RowBuilder) -> Enqueued:
             503, "the event queue is unavailable; retry later", "queue_unavailable",
             {"Retry-After": "5"},
         ) from None
-    counts = Counter(
-        item_type
-        for status, item_type in zip(result.statuses, accepted.item_types, strict=False)
-        if status == ACCEPTED
-    )
+    counts: dict[str, int] = {}
+    for status, item_type in zip(result.statuses, accepted.item_types, strict=False):
+        if status == ACCEPTED:
+            counts[item_type] = counts.get(item_type, 0) + 1
     for item_type, count in counts.items():  # one increment per item type, not per event
         labelled(metrics.EVENTS_ACCEPTED, item_type).inc(count)
     if not result.rate_limited:
@@ -471,14 +526,14 @@ HANDLERS = {"envelope": handle_envelope, "store": handle_store, "events": handle
 # calls guarded() without Flask; the routes serve OPTIONS and anything the fast path declines.
 @bp.route("/api/<int:project_id>/envelope/", methods=["POST", "OPTIONS"])
 def envelope(project_id: int) -> Answer:
-    return guarded("envelope", request._get_current_object(), state(), project_id)
+    return guarded("envelope", Request(request.environ), state(), project_id)
 
 
 @bp.route("/api/<int:project_id>/store/", methods=["POST", "OPTIONS"])
 def store(project_id: int) -> Answer:
-    return guarded("store", request._get_current_object(), state(), project_id)
+    return guarded("store", Request(request.environ), state(), project_id)
 
 
 @bp.route("/api/<int:project_id>/events/", methods=["POST", "OPTIONS"])
 def events(project_id: int) -> Answer:
-    return guarded("events", request._get_current_object(), state(), project_id)
+    return guarded("events", Request(request.environ), state(), project_id)

@@ -7,7 +7,7 @@ import json
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import brotli
 import pytest
@@ -150,6 +150,29 @@ def test_oversized_body_is_413(ingest_stack: IngestStack) -> None:
     limit = ingest_stack.settings.ingest_max_body_bytes
     response = post(ingest_stack, "store", b"{" + b" " * limit + b"}")
     assert_error(response, 413, f"exceeds {limit} bytes")
+
+
+def test_chunked_bodies_are_read_to_their_end_within_the_limit(
+    ingest_stack: IngestStack,
+) -> None:
+    """Without Content-Length (Transfer-Encoding: chunked) the body is read to its end, and
+    the size limit still applies."""
+    event = an_event()
+    body = envelope(event)
+
+    def chunks(data: bytes, size: int = 700) -> Iterator[bytes]:
+        return (data[i:i + size] for i in range(0, len(data), size))
+
+    response = requests.post(ingest_stack.endpoint("envelope"), data=chunks(body),
+                             headers=ingest_stack.auth(), timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"id": event["event_id"]}
+    ingest_stack.landed("event_id = {id:UUID}", {"id": event["event_id"]}, expected=1)
+    limit = ingest_stack.settings.ingest_max_body_bytes
+    too_big = requests.post(ingest_stack.endpoint("store"),
+                            data=chunks(b"{" + b" " * limit + b"}", 1 << 20),
+                            headers=ingest_stack.auth(), timeout=30)
+    assert_error(too_big, 413, f"exceeds {limit} bytes")
 
 
 def test_gzip_bomb_is_413_without_inflating_it(ingest_stack: IngestStack) -> None:
