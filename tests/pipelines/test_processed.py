@@ -107,3 +107,36 @@ def test_feedback_rows_from_the_widget_and_the_crash_report_dialog() -> None:
         "The pay button does nothing", "ada@example.com", "c" * 32)
     assert (second["message"], second["name"], second["event_id"]) == (
         "It crashed when I paid", "Bob", "d" * 32)
+
+
+def test_skipped_rows_leave_every_other_row_with_its_own_ids_and_payload() -> None:
+    # Ids, titles and payloads are taken from the frame beside the columns read from each
+    # event; rows skipped in between must not shift one against the other.
+    events = [("event", {"message": f"m{i}", "release": f"r{i}"}) for i in range(6)]
+    raw = frame(*events).with_columns(
+        pl.Series("title", [f"title {i}" for i in range(6)]),
+        pl.Series("project_id", list(range(6)), dtype=pl.UInt64),
+        pl.Series("payload", ['{"message": "m0", "release": "r0"}', "not json", "[1, 2]",
+                              '{"message": "m3", "release": "r3"}', "{broken",
+                              '{"message": "m5", "release": "r5"}']),
+    )
+    rows = event_rows(raw)
+    assert rows.schema == pl.Schema(EVENT_SCHEMA)
+    assert rows.select("project_id", "event_id", "title", "message", "release").rows() == [
+        (i, f"{i:032x}", f"title {i}", f"m{i}", f"r{i}") for i in (0, 3, 5)]
+    assert rows["payload"].to_list() == [raw["payload"][i] for i in (0, 3, 5)]
+    assert rows["received_at"].to_list() == [RECEIVED] * 3
+    assert rows["issue_id"].to_list() == [0, 0, 0]
+
+    widget = {"type": "feedback", "contexts": {"feedback": {"message": "hi"}}}
+    empty = {"type": "feedback", "contexts": {"feedback": {}}}
+    feedback = feedback_rows(frame(("feedback", empty), ("feedback", widget)))
+    assert feedback.select("feedback_id", "message").rows() == [(f"{1:032x}", "hi")]
+
+
+def test_frames_without_such_rows_give_empty_tables_of_the_right_columns() -> None:
+    raw = frame(("event", {"message": "m"}))
+    assert transaction_rows(raw).schema == pl.Schema(TRANSACTION_SCHEMA)
+    assert transaction_rows(raw).height == 0
+    assert event_rows(raw.clear()).schema == pl.Schema(EVENT_SCHEMA)
+    assert feedback_rows(raw).schema == pl.Schema(FEEDBACK_SCHEMA)
