@@ -18,9 +18,10 @@ import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Generator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
 
 import polars as pl
 import pyarrow as pa
@@ -37,6 +38,7 @@ log = logging.getLogger("pulsetrace.parallel")
 PartRows = tuple[pa.Table, pa.Table, pa.Table]  # events, transactions, feedback
 
 MIN_ROWS_PER_WORKER = 2_000
+CHUNK_ROWS = 10_000  # a window is handed over in chunks of this many rows, see run_in_chunks
 IDLE_SECONDS = 120.0
 
 
@@ -47,9 +49,10 @@ def worker_count(configured: int) -> int:
 
 class PipelinePool:
     def __init__(self, database_url: str, blob_url: str, s3_endpoint_url: str | None,
-                 workers: int) -> None:
+                 workers: int, chunk_rows: int = CHUNK_ROWS) -> None:
         self.storage = (database_url, blob_url, s3_endpoint_url)
         self.workers = workers
+        self.chunk_rows = chunk_rows
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self._idle_timer: threading.Timer | None = None
@@ -59,7 +62,20 @@ class PipelinePool:
         return max(1, min(self.workers, rows // MIN_ROWS_PER_WORKER))
 
     def run(self, raw: pl.DataFrame, scrub_configs: Mapping[int, ScrubConfig]) -> ProcessedRows:
-        parts = split(raw, self.parts_for(raw.height))
+        """All of raw's rows at once."""
+        with closing(self.run_in_chunks(raw, scrub_configs, raw.height)) as chunks:
+            return ProcessedRows.concat(list(chunks))
+
+    def run_in_chunks(
+        self, raw: pl.DataFrame, scrub_configs: Mapping[int, ScrubConfig],
+        chunk_rows: int | None = None,
+    ) -> Generator[ProcessedRows, None, None]:
+        """raw's rows chunk by chunk, in order. While the caller stores one chunk's rows (the
+        issues in PostgreSQL, the rows in ClickHouse: one core's work at most), the workers
+        already process the next, so the cores are not left idle meanwhile."""
+        size = max(1, chunk_rows or self.chunk_rows)
+        chunks = [raw.slice(start, size) for start in range(0, raw.height, size)] or [raw]
+        configs = dict(scrub_configs)
         with self._lock:
             if self._idle_timer is not None:
                 self._idle_timer.cancel()
@@ -68,12 +84,20 @@ class PipelinePool:
                     max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
                     initializer=_start_worker, initargs=self.storage)
             executor = self._executor
+
+            def submit(chunk: pl.DataFrame) -> list[Future[PartRows]]:
+                return [executor.submit(_process_part, part, configs)
+                        for part in split(chunk, self.parts_for(chunk.height))]
+
+            following: list[Future[PartRows]] = []
             try:
-                futures = [executor.submit(_process_part, part, dict(scrub_configs))
-                           for part in parts]
-                return ProcessedRows.concat([
-                    ProcessedRows(*(_frame(table) for table in future.result()))
-                    for future in futures])
+                following = submit(chunks[0]) if chunks else []
+                for index in range(len(chunks)):
+                    current = following
+                    following = submit(chunks[index + 1]) if index + 1 < len(chunks) else []
+                    yield ProcessedRows.concat([
+                        ProcessedRows(*(_frame(table) for table in future.result()))
+                        for future in current])
             except BrokenProcessPool:
                 # A worker died (killed, out of memory): start afresh next time; the batch
                 # fails and is retried, as any failed batch is.
@@ -81,6 +105,8 @@ class PipelinePool:
                 self._executor = None
                 raise
             finally:
+                for future in following:  # the caller stopped early: drop what is queued
+                    future.cancel()
                 self._idle_timer = threading.Timer(IDLE_SECONDS, self.close)
                 self._idle_timer.daemon = True
                 self._idle_timer.start()

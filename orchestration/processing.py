@@ -13,13 +13,14 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Iterable
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from clickhouse_connect.driver.client import Client
-from sqlalchemy import Engine, bindparam, func, select, update
+from sqlalchemy import Engine, bindparam, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -36,7 +37,7 @@ from core.models import (
     ReleaseProject,
 )
 from core.settings import get_settings
-from pipelines.batch import process_raw_events
+from pipelines.batch import ProcessedRows, process_raw_events
 from pipelines.issues import plan_issue_changes, summarize_batch, with_issue_ids
 from pipelines.scrubbing import ScrubConfig
 from pipelines.symbolication import SourceMapCache, artifact_names_for_url
@@ -297,16 +298,29 @@ def apply_issue_changes(
                   "last_seen": func.greatest(Issue.last_seen, statement.excluded.last_seen)},
         ))
     if count_seen and not changes.seen.is_empty():
+        # Order-independent, so that events stored in any order and in any split (windows,
+        # chunks of a window, late arrivals) leave the same issue: the title and culprit of
+        # its latest event (and level), the first release of its earliest one.
+        issue = Issue.__table__.c
+        latest = bindparam("b_last_seen") >= issue.last_seen
         session.execute(
             update(Issue.__table__)
-            .where(Issue.__table__.c.id == bindparam("b_id"))
+            .where(issue.id == bindparam("b_id"))
             .values(
-                times_seen=Issue.__table__.c.times_seen + bindparam("b_times_seen"),
-                last_seen=func.greatest(Issue.__table__.c.last_seen, bindparam("b_last_seen")),
-                title=bindparam("b_title"), culprit=bindparam("b_culprit"),
+                times_seen=issue.times_seen + bindparam("b_times_seen"),
+                first_seen=func.least(issue.first_seen, bindparam("b_first_seen")),
+                last_seen=func.greatest(issue.last_seen, bindparam("b_last_seen")),
+                title=case((latest, bindparam("b_title")), else_=issue.title),
+                culprit=case((latest, bindparam("b_culprit")), else_=issue.culprit),
+                level=case((latest, bindparam("b_level")), else_=issue.level),
+                first_release_id=case(
+                    (bindparam("b_first_seen") < issue.first_seen, bindparam("b_release_id")),
+                    else_=issue.first_release_id),
             ),
-            [{"b_id": r["id"], "b_times_seen": r["times_seen"], "b_last_seen": r["last_seen"],
-              "b_title": r["title"] or "<untitled>", "b_culprit": r["culprit"]}
+            [{"b_id": r["id"], "b_times_seen": r["times_seen"], "b_first_seen": r["first_seen"],
+              "b_last_seen": r["last_seen"], "b_title": r["title"] or "<untitled>",
+              "b_culprit": r["culprit"], "b_level": r["level"][:16],
+              "b_release_id": releases.get((r["organization_id"], r["first_release"]))}
              for r in changes.seen.iter_rows(named=True)],
         )
     org_of = dict(rows.select("project_id", "organization_id").unique().rows())
@@ -349,6 +363,24 @@ def _link_feedback(client: Client, feedback: pl.DataFrame, events: pl.DataFrame)
         .alias("issue_id"))
 
 
+def _store_chunk(session: Session, client: Client, processed: ProcessedRows, count_seen: bool,
+                 result: BatchResult) -> pl.DataFrame:
+    """The issues of a chunk of a window's events, then its processed events and transactions.
+    Chunks are stored in order in the window's one transaction, so storing a window in chunks
+    leaves the same issues as storing it whole. Returns the events' (event_id, issue_id)."""
+    issue_ids, new_issues, regressions = apply_issue_changes(
+        session, processed.events, count_seen=count_seen)
+    events = with_issue_ids(processed.events, issue_ids)
+    for table, frame in (("events", events), ("transactions", processed.transactions)):
+        if frame.height:
+            client.insert_arrow(table, frame.to_arrow())
+    result.events += events.height
+    result.transactions += processed.transactions.height
+    result.new_issues += new_issues
+    result.regressions += regressions
+    return events.select("event_id", "issue_id")
+
+
 def process_window(
     client: Client,
     engine: Engine,
@@ -375,21 +407,24 @@ def process_window(
             configs = scrub_configs(session, raw["project_id"].unique().to_list(),
                                     ip_hash_salt())
             if pool is not None and pool.parts_for(raw.height) > 1:
-                processed = pool.run(raw, configs)
+                # Reprocessing stores the window whole: it counts no issue's events, and in
+                # chunks the issues its own earlier chunks created would go uncounted.
+                chunks = (pool.run_in_chunks(raw, configs) if cursor_name is not None
+                          else pool.run_in_chunks(raw, configs, chunk_rows=raw.height))
             else:
-                processed = process_raw_events(raw, configs, StoredSourceMaps(engine, blobs),
-                                               source_map_cache)
-            issue_ids, result.new_issues, result.regressions = apply_issue_changes(
-                session, processed.events, count_seen=cursor_name is not None)
-            events = with_issue_ids(processed.events, issue_ids)
-            transactions = processed.transactions
-            feedback = _link_feedback(client, processed.feedback, events)
-            for table, frame in (("events", events), ("transactions", transactions),
-                                 ("feedback", feedback)):
-                if frame.height:
-                    client.insert_arrow(table, frame.to_arrow())
-            result.events, result.transactions = events.height, transactions.height
-            result.feedback = feedback.height
+                chunks = (process_raw_events(raw, configs, StoredSourceMaps(engine, blobs),
+                                             source_map_cache) for _ in (1,))  # one chunk
+            issues_of_events, feedback = [], []
+            with closing(chunks):
+                for processed in chunks:
+                    issues_of_events.append(_store_chunk(
+                        session, client, processed, cursor_name is not None, result))
+                    feedback.append(processed.feedback)
+            # Feedback last: it may name an event of any chunk of the window.
+            linked = _link_feedback(client, pl.concat(feedback), pl.concat(issues_of_events))
+            if linked.height:
+                client.insert_arrow("feedback", linked.to_arrow())
+            result.feedback = linked.height
         if cursor_name is not None:
             _save_cursor(session, window.upto, cursor_name)
     return result

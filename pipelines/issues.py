@@ -54,7 +54,7 @@ class IssueChanges:
     """What the batch does to issues, for orchestration to apply in one transaction."""
 
     new: pl.DataFrame  # issues to create
-    seen: pl.DataFrame  # existing issues seen again (last_seen, times_seen, title)
+    seen: pl.DataFrame  # existing issues seen again: what the batch's events say of them
     regressed: pl.DataFrame  # existing issues to reopen: id, release
 
 
@@ -91,7 +91,8 @@ def plan_issue_changes(
         "first_seen", "last_seen", "times_seen", "first_release",
     )
     known = joined.filter(pl.col("id").is_not_null())
-    seen = known.select("id", "title", "culprit", "level", "last_seen", "times_seen")
+    seen = known.select("id", "organization_id", "title", "culprit", "level", "first_seen",
+                        "last_seen", "times_seen", "first_release")
     regressed_rows = []
     for row in known.filter(pl.col("status") == "resolved").iter_rows(named=True):
         release = _regressing_release(row, release_dates)

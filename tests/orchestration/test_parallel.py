@@ -3,6 +3,7 @@ caller's process gives, source maps from storage included."""
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,9 +12,11 @@ import orjson
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
+from sqlalchemy import select
 
 from core import db
 from core.blobs import blob_store
+from core.models import Issue
 from ingest.landing import COLUMNS
 from orchestration.parallel import MIN_ROWS_PER_WORKER, PipelinePool
 from orchestration.processing import StoredSourceMaps, Window, process_window
@@ -22,7 +25,7 @@ from pipelines.scrubbing import ScrubConfig
 from tests.orchestration.test_processing import store_source_map
 from tests.pipelines.grouping_set import generate, raw_events_frame
 from tests.pipelines.test_symbolication import Bundle, build_bundle, sentry_event
-from tests.stack import IngestStack
+from tests.stack import IngestStack, new_project
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +110,66 @@ def test_process_window_spreads_a_large_window_over_the_pool(
         " (SELECT event_id FROM raw_events WHERE landed_at = {at:DateTime64(6, 'UTC')})",
         parameters={"at": landed})
     assert stored == raw.height
+
+
+def test_a_window_stored_in_chunks_leaves_the_issues_of_storing_it_whole(
+    ingest_stack: IngestStack
+) -> None:
+    """The live runner stores a large window chunk by chunk while the workers process the
+    next: the issues (counts, first and last seen, first release, titles) and the feedback's
+    link to its issue must come out as when the window is stored in one piece."""
+    stack = ingest_stack
+    engine = db.make_engine(stack.settings.database_url)
+    events = [event for _, event in generate(events_per_bug=80)]
+    events += [dict(e, event_id=uuid.uuid4().hex) for e in events[:4_200 - len(events)]]
+    random.Random(5).shuffle(events)  # each bug's events spread over every chunk
+    chunked = PipelinePool(stack.settings.database_url, stack.settings.blob_url, None,
+                           workers=2, chunk_rows=1_000)
+    issues: dict[str, list[tuple[object, ...]]] = {}
+    try:
+        for name, pool in (("whole", None), ("in chunks", chunked)):
+            project = new_project(stack.settings)
+            ids = [uuid.uuid4().hex for _ in events]
+            report = {"event_id": ids[-1], "name": "Ada", "comments": "it broke"}
+            raw = raw_events_frame([dict(e, event_id=i) for e, i in zip(events, ids,
+                                                                       strict=True)])
+            # The feedback lands first, about the window's last event (in the last chunk).
+            feedback = raw.head(1).with_columns(pl.lit(ids[-1]).alias("event_id"),
+                                                pl.lit("user_report").alias("item_type"),
+                                                pl.lit(orjson.dumps(report).decode())
+                                                .alias("payload"))
+            raw = pl.concat([feedback, raw]).with_columns(
+                pl.lit(project.org_id, pl.UInt64).alias("organization_id"),
+                pl.lit(project.project_id, pl.UInt64).alias("project_id"),
+                pl.lit(datetime.now(UTC)).cast(pl.Datetime("ms", "UTC")).alias("received_at"))
+            stack.warehouse.insert_arrow("raw_events", raw.select(COLUMNS).to_arrow())
+            landed = stack.warehouse.query(
+                "SELECT max(landed_at) FROM raw_events WHERE project_id = {p:UInt64}",
+                parameters={"p": project.project_id}).result_rows[0][0]
+            landed = landed if landed.tzinfo else landed.replace(tzinfo=UTC)
+            result = process_window(
+                stack.warehouse, engine, blob_store(stack.settings),
+                Window(landed - timedelta(microseconds=1), landed),
+                cursor_name=f"test-chunks-{uuid.uuid4().hex}", pool=pool)
+            assert (result.raw, result.events, result.feedback) == (raw.height,
+                                                                     raw.height - 1, 1)
+            with db.system_session(engine) as session:
+                issues[name] = sorted(session.execute(
+                    select(Issue.fingerprint_hash, Issue.title, Issue.culprit, Issue.level,
+                           Issue.times_seen,
+                           Issue.first_seen, Issue.last_seen, Issue.first_release_id)
+                    .where(Issue.project_id == project.project_id)).all())
+                by_id = dict(session.execute(
+                    select(Issue.id, Issue.fingerprint_hash)
+                    .where(Issue.project_id == project.project_id)).all())
+            linked = stack.warehouse.query(
+                "SELECT issue_id FROM feedback FINAL WHERE project_id = {p:UInt64}",
+                parameters={"p": project.project_id}).result_rows[0][0]
+            last_event_issue = stack.warehouse.query(
+                "SELECT issue_id FROM events FINAL WHERE event_id = {id:UUID}",
+                parameters={"id": ids[-1]}).result_rows[0][0]
+            assert linked == last_event_issue and by_id[linked]
+    finally:
+        chunked.close()
+    assert len(issues["whole"]) >= 30
+    assert issues["in chunks"] == issues["whole"]
