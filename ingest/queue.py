@@ -100,7 +100,7 @@ end
 
 -- 1. The rate limit, request by request in arrival order.
 local requests = {}
-local projects = {}  -- seen prefix -> {ids, refs}: every taken event id of that project
+local projects = {}  -- seen prefix -> every taken event id of that project, and where from
 local project_order = {}
 local pos = 5
 for r = 1, #KEYS - 1 do
@@ -116,14 +116,18 @@ for r = 1, #KEYS - 1 do
   requests[r] = req
   local p = projects[prefix]
   if p == nil then
-    p = {ids = {}, refs = {}}
+    p = {ids = {}, req = {}, pos = {}}  -- parallel arrays: no table per event
     projects[prefix] = p
     project_order[#project_order + 1] = prefix
   end
+  local ids, req_of, pos_of = p.ids, p.req, p.pos
+  local statuses = req.statuses
   for i = 1, take do
-    req.statuses[i] = 1
-    p.ids[#p.ids + 1] = ARGV[first + 2 * (i - 1)]
-    p.refs[#p.refs + 1] = {r, i}
+    statuses[i] = 1
+    local j = #ids + 1
+    ids[j] = ARGV[first + 2 * (i - 1)]
+    req_of[j] = r
+    pos_of[j] = i
   end
 end
 
@@ -143,15 +147,15 @@ for _, prefix in ipairs(project_order) do
     end
     local in_call = {}
     local fresh = {}
-    for j = 1, #p.ids do
-      local ref = p.refs[j]
-      local req = requests[ref[1]]
-      if seen[j] or in_call[p.ids[j]] then
-        req.statuses[ref[2]] = 2
+    local ids, req_of, pos_of = p.ids, p.req, p.pos
+    for j = 1, #ids do
+      local req, i, id = requests[req_of[j]], pos_of[j], ids[j]
+      if seen[j] or in_call[id] then
+        req.statuses[i] = 2
       else
-        in_call[p.ids[j]] = true
-        fresh[#fresh + 1] = p.ids[j]
-        rows[#rows + 1] = ARGV[req.first + 2 * (ref[2] - 1) + 1]
+        in_call[id] = true
+        fresh[#fresh + 1] = id
+        rows[#rows + 1] = ARGV[req.first + 2 * (i - 1) + 1]
       end
     end
     local current_seen = prefix .. seen_now
