@@ -969,6 +969,10 @@ def _where(rows: pl.Series, texts: pl.Series, pattern: str) -> pl.Series:
     indices = rows.arg_true()
     if indices.len() == 0:
         return rows
+    if indices.len() == rows.len():
+        # Every row (common: most events hold a sensitive key name): without the gather and
+        # scatter, which copy all the text twice.
+        return texts.str.contains(pattern).fill_null(False).alias(rows.name)
     found = rows.clone()
     found.scatter(indices, texts.gather(indices).str.contains(pattern).fill_null(False))
     return found
@@ -979,6 +983,8 @@ def _replace(texts: pl.Series, rows: pl.Series, pattern: str, replacement: str) 
     indices = rows.fill_null(False).arg_true()
     if indices.len() == 0:
         return texts
+    if indices.len() == texts.len():
+        return texts.str.replace_all(pattern, replacement)  # every row: no copies, see _where
     result = texts.clone()
     result.scatter(indices, texts.gather(indices).str.replace_all(pattern, replacement))
     return result
