@@ -8,7 +8,10 @@ ARCHITECTURE.md); this loop processes a batch within about a second of landing.
 
 It also keeps the dbt marts (transforms/) fresh: after batches were processed, a thread runs
 the `refresh_marts` job (a dbt build, incremental) at most every MARTS_REFRESH_SECONDS, so the
-dashboards lag the events by about that much and a build never delays a micro-batch.
+dashboards lag the events by about that much and a build never delays a micro-batch. While the
+runner works through a backlog (windows back to back), builds wait for it to catch up, for at
+most MARTS_DEFER_SECONDS: a build takes a core for several seconds, which the backlog needs
+more than the aggregates do.
 """
 
 from __future__ import annotations
@@ -31,15 +34,19 @@ from orchestration.processing import next_window, read_cursor
 log = logging.getLogger("pulsetrace.runner")
 
 KEEP_RUNS = 500  # a run a second adds up: older finished runs are deleted
+MARTS_DEFER_SECONDS = 300.0
 
 
 class MartsRefresher:
     """Runs `refresh_marts` in its own thread when told that processed data changed, at most
     every `interval` seconds; a failed build is retried later, waiting longer each time."""
 
-    def __init__(self, job: JobDefinition, interval: float) -> None:
+    def __init__(self, job: JobDefinition, interval: float,
+                 defer_seconds: float = MARTS_DEFER_SECONDS) -> None:
         self.job = job
         self.interval = interval
+        self.defer_seconds = defer_seconds
+        self.catching_up = threading.Event()  # set by the runner while windows come back to back
         self.instance = DagsterInstance.get()
         self.changed = threading.Event()
         # Events may have been processed while the stack was down: build once at start.
@@ -70,6 +77,10 @@ class MartsRefresher:
             wait = self.last_started + backoff - time.monotonic()
             if wait > 0:
                 self.stopping.wait(wait)
+                continue
+            if (self.catching_up.is_set()
+                    and time.monotonic() - self.last_started < self.defer_seconds):
+                self.stopping.wait(0.5)
                 continue
             self.changed.clear()
             self.last_started = time.monotonic()
@@ -145,6 +156,7 @@ class Runner:
         if self.marts is not None:
             self.marts.thread.start()
         steps = 0
+        back_to_back = 0  # windows processed since the last poll that found none
         while not self.stopping:
             heartbeat.beat(redis, heartbeat.PROCESSING)
             try:
@@ -159,6 +171,14 @@ class Runner:
             steps += 1
             if steps % 100 == 0:
                 self.prune_runs()
+            back_to_back = back_to_back + 1 if worked else 0
+            if self.marts is not None:
+                # Steady traffic alternates a window and an empty poll; two windows in a row
+                # mean rows land faster than they are processed.
+                if back_to_back >= 2:
+                    self.marts.catching_up.set()
+                else:
+                    self.marts.catching_up.clear()
             if not worked:
                 time.sleep(self.poll_seconds)
 
