@@ -25,6 +25,9 @@ Rust regex over its JSON text, so most rules run vectorized over the `payload` c
    events that need the rest: `key=value` inside text, containers under sensitive keys,
    candidate card numbers / IBANs / SSNs (checksums need Python), IP fields, extra patterns.
 3. Only those events are parsed and walked in Python, running only the rules they triggered.
+   Except where `key=value` in text is the only rule left and every string it could apply
+   to is plain (query strings, URLs, `id: 5`): there it runs as a regex over the JSON text
+   too, and the event is re-serialized as the walk would (`_quick_key_values`).
 
 The same rules exist as Python regexes over decoded strings (`scrub_text`, the walk, and
 `scrub_event_json`, which applies everything in Python); the tests check that both paths
