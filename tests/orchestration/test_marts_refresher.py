@@ -4,9 +4,6 @@ interval, and not while it works through a backlog (for at most the deferral lim
 from __future__ import annotations
 
 import time
-from pathlib import Path
-
-import pytest
 
 from orchestration.runner import MartsRefresher
 
@@ -15,8 +12,7 @@ class CountingRefresher(MartsRefresher):
     """The real scheduling; the build itself only records when it started."""
 
     def __init__(self, interval: float, defer_seconds: float) -> None:
-        super().__init__(job=None, interval=interval,  # type: ignore[arg-type]
-                         defer_seconds=defer_seconds)
+        super().__init__(interval=interval, defer_seconds=defer_seconds)
         self.builds: list[float] = []
 
     def refresh(self) -> bool:
@@ -31,11 +27,6 @@ def wait_for_builds(refresher: CountingRefresher, count: int, seconds: float) ->
             return True
         time.sleep(0.02)
     return False
-
-
-@pytest.fixture(autouse=True)
-def dagster_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
 
 
 def test_builds_wait_while_the_runner_catches_up() -> None:
