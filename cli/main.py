@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from core.settings import SERVICES, Settings
@@ -23,10 +24,11 @@ def _settings_for_running_stack(data_dir: str | None) -> Settings:
 def cmd_up(args: argparse.Namespace) -> int:
     from cli.stack import run_up
 
-    if args.services is not None:
-        os.environ["PULSETRACE_SERVICES"] = args.services
     try:
         settings = Settings.from_env(args.data_dir)
+        if args.services is not None:
+            settings = replace(settings, services=tuple(
+                name.strip() for name in args.services.split(",") if name.strip()))
     except ValueError as exc:  # a setting that does not parse: say which, not a traceback
         print(f"pulsetrace up: {exc}", file=sys.stderr)
         return 2

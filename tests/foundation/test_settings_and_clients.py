@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 import time
 from pathlib import Path
@@ -73,7 +74,9 @@ def test_services_pick_which_processes_up_starts(
     with pytest.raises(ValueError, match="must name some of ingest, worker, processing, "
                                          "dashboard, dagster; got ingest, dashbord"):
         Settings.from_env(tmp_path)
+    monkeypatch.delenv("PULSETRACE_SERVICES")
     assert main(["up", "--data-dir", str(tmp_path), "--services", "procesing"]) == 2
+    assert "PULSETRACE_SERVICES" not in os.environ  # nothing leaks into later processes
 
 
 def _child_uses_its_own_redis_client(
