@@ -403,9 +403,15 @@ def process_window(
             window = Window(max(window.after, done_upto), window.upto)
         raw = read_raw_events(client, window)
         result.raw = raw.height
+        configs = scrub_configs(session, raw["project_id"].unique().to_list(), ip_hash_salt())
+        orphans = raw.filter(~pl.col("project_id").is_in(list(configs)))
+        if orphans.height:
+            # Events of a project deleted since they were accepted: nothing can hold them,
+            # and retrying would block every project's events behind them.
+            log.warning("dropping %d raw events of deleted projects %s", orphans.height,
+                        sorted(orphans["project_id"].unique().to_list()))
+            raw = raw.filter(pl.col("project_id").is_in(list(configs)))
         if raw.height:
-            configs = scrub_configs(session, raw["project_id"].unique().to_list(),
-                                    ip_hash_salt())
             if pool is not None and pool.parts_for(raw.height) > 1:
                 # Reprocessing stores the window whole: it counts no issue's events, and in
                 # chunks the issues its own earlier chunks created would go uncounted.

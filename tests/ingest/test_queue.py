@@ -13,15 +13,17 @@ import msgspec
 import pytest
 import redis
 
+from cli.bootstrap import BootstrapResult
 from core.redis import redis_client
 from core.warehouse import connect
 from ingest.landing import LandingRow, drain, encode_row
 from ingest.queue import ACCEPTED, DUPLICATE, ROWS_FIELD, EnqueueResult, LandingQueue
+from tests.stack import IngestStack
 
 
-def a_row(project_id: int, event_id: str) -> bytes:
-    return encode_row(LandingRow(1, project_id, event_id, "event", time.time(), "", "", "", "",
-                                 "", "", "", "", "", b"{}"))
+def a_row(project_id: int, event_id: str, org_id: int = 1) -> bytes:
+    return encode_row(LandingRow(org_id, project_id, event_id, "event", time.time(), "", "", "",
+                                 "", "", "", "", "", "", b'{"message": "queued"}'))
 
 
 class GatedQueue(LandingQueue):
@@ -159,9 +161,11 @@ class ArrivalsDuringInserts:
     """The real warehouse client, but each insert also sees new events arrive in the queue,
     as under steady load; it records how many rows each insert carried."""
 
-    def __init__(self, warehouse_url: str, queue: LandingQueue, project_id: int) -> None:
+    def __init__(self, warehouse_url: str, queue: LandingQueue, org_id: int,
+                 project_id: int) -> None:
         self.client = connect(warehouse_url)
         self.queue = queue
+        self.org_id = org_id
         self.project_id = project_id
         self.inserts: list[int] = []
 
@@ -170,19 +174,21 @@ class ArrivalsDuringInserts:
         self.client.insert(table, rows, column_names=column_names)
         ids = [uuid.uuid4().hex for _ in range(30)]
         self.queue.enqueue(1, self.project_id, 10**6,
-                           [(i, a_row(self.project_id, i)) for i in ids])
+                           [(i, a_row(self.project_id, i, self.org_id)) for i in ids])
 
 
 def test_a_drain_lands_full_batches_and_leaves_a_trickle_for_the_next(
-    redis_url: str, warehouse_url: str, stream: str
+    ingest_stack: IngestStack, fresh_project: BootstrapResult, stream: str
 ) -> None:
-    client = redis_client(redis_url)
+    # Rows of a real project: the processing runner of a later test will meet them.
+    client = redis_client(ingest_stack.settings.redis_url)
     queue = LandingQueue(client, 60.0, stream=stream)
-    project_id = 7100 + int(time.time()) % 800
+    org_id, project_id = fresh_project.org_id, fresh_project.project_id
     for _ in range(5):  # 500 events waiting
         ids = [uuid.uuid4().hex for _ in range(100)]
-        queue.enqueue(1, project_id, 10**6, [(i, a_row(project_id, i)) for i in ids])
-    warehouse = ArrivalsDuringInserts(warehouse_url, queue, project_id)
+        queue.enqueue(1, project_id, 10**6, [(i, a_row(project_id, i, org_id)) for i in ids])
+    warehouse = ArrivalsDuringInserts(ingest_stack.settings.clickhouse_url, queue, org_id,
+                                      project_id)
 
     first = drain(client, warehouse, "test-consumer", batch_size=200,  # type: ignore[arg-type]
                   stream=stream)

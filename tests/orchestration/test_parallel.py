@@ -19,7 +19,7 @@ from core.blobs import blob_store
 from core.models import Issue
 from ingest.landing import COLUMNS
 from orchestration.parallel import MIN_ROWS_PER_WORKER, PipelinePool
-from orchestration.processing import StoredSourceMaps, Window, process_window
+from orchestration.processing import StoredSourceMaps, Window, process_window, read_cursor
 from pipelines.batch import process_raw_events
 from pipelines.scrubbing import ScrubConfig
 from tests.orchestration.test_processing import store_source_map
@@ -173,3 +173,32 @@ def test_a_window_stored_in_chunks_leaves_the_issues_of_storing_it_whole(
         chunked.close()
     assert len(issues["whole"]) >= 30
     assert issues["in chunks"] == issues["whole"]
+
+
+def test_events_of_a_deleted_project_do_not_block_the_others(ingest_stack: IngestStack) -> None:
+    """A project deleted after its events were accepted leaves rows nothing can hold: they
+    are dropped, and the window's other events are processed and the cursor moves on."""
+    stack = ingest_stack
+    engine = db.make_engine(stack.settings.database_url)
+    project = new_project(stack.settings)
+    events = [{"event_id": uuid.uuid4().hex, "message": f"still here {i}", "level": "error"}
+              for i in range(2)]
+    raw = raw_events_frame(events).with_columns(
+        pl.Series("organization_id", [project.org_id] * 2, pl.UInt64),
+        pl.Series("project_id", [project.project_id, 2**40], pl.UInt64),  # 2**40: no project
+        pl.lit(datetime.now(UTC)).cast(pl.Datetime("ms", "UTC")).alias("received_at"))
+    stack.warehouse.insert_arrow("raw_events", raw.select(COLUMNS).to_arrow())
+    landed = stack.warehouse.query(
+        "SELECT max(landed_at) FROM raw_events WHERE project_id = {p:UInt64}",
+        parameters={"p": project.project_id}).result_rows[0][0]
+    landed = landed if landed.tzinfo else landed.replace(tzinfo=UTC)
+    cursor = f"test-orphans-{uuid.uuid4().hex}"
+    result = process_window(stack.warehouse, engine, blob_store(stack.settings),
+                            Window(landed - timedelta(microseconds=1), landed),
+                            cursor_name=cursor)
+    assert (result.raw, result.events) == (2, 1)
+    with db.system_session(engine) as session:
+        titles = session.scalars(select(Issue.title).where(
+            Issue.project_id == project.project_id)).all()
+    assert titles == ["still here 0"]
+    assert read_cursor(engine, cursor) == landed
