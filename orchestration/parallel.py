@@ -91,7 +91,7 @@ class PipelinePool:
 
             following: list[Future[PartRows]] = []
             try:
-                following = submit(chunks[0]) if chunks else []
+                following = submit(chunks[0])
                 for index in range(len(chunks)):
                     current = following
                     following = submit(chunks[index + 1]) if index + 1 < len(chunks) else []

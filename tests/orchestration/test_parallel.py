@@ -62,6 +62,16 @@ def a_large_batch(stack: IngestStack, bundle: Bundle) -> tuple[pl.DataFrame, str
     return raw, browser_error["event_id"]
 
 
+def land(stack: IngestStack, raw: pl.DataFrame) -> Window:
+    """Lands raw in raw_events in one insert; returns the window that holds just that insert."""
+    stack.warehouse.insert_arrow("raw_events", raw.select(COLUMNS).to_arrow())
+    landed = stack.warehouse.query(
+        "SELECT max(landed_at) FROM raw_events WHERE event_id = {id:UUID}",
+        parameters={"id": raw["event_id"][0]}).result_rows[0][0]
+    landed = landed if landed.tzinfo else landed.replace(tzinfo=UTC)
+    return Window(landed - timedelta(microseconds=1), landed)
+
+
 def test_a_large_batch_in_worker_processes_gives_the_callers_rows(
     ingest_stack: IngestStack, pool: PipelinePool, stored_bundle: Bundle
 ) -> None:
@@ -95,20 +105,15 @@ def test_process_window_spreads_a_large_window_over_the_pool(
     raw = raw.with_columns(pl.Series("event_id", [uuid.uuid4().hex for _ in range(raw.height)]),
                            pl.lit(datetime.now(UTC)).cast(pl.Datetime("ms", "UTC"))
                            .alias("received_at"))
-    stack.warehouse.insert_arrow("raw_events", raw.select(COLUMNS).to_arrow())
-    landed = stack.warehouse.query(
-        "SELECT max(landed_at) FROM raw_events WHERE event_id = {id:UUID}",
-        parameters={"id": raw["event_id"][0]}).result_rows[0][0]
-    landed = landed if landed.tzinfo else landed.replace(tzinfo=UTC)
+    window = land(stack, raw)
     result = process_window(
         stack.warehouse, db.make_engine(stack.settings.database_url),
-        blob_store(stack.settings), Window(landed - timedelta(microseconds=1), landed),
-        cursor_name=None, pool=pool)
+        blob_store(stack.settings), window, cursor_name=None, pool=pool)
     assert (result.raw, result.events) == (raw.height, raw.height)
     stored = stack.warehouse.command(
         "SELECT count() FROM events FINAL WHERE issue_id > 0 AND event_id IN"
         " (SELECT event_id FROM raw_events WHERE landed_at = {at:DateTime64(6, 'UTC')})",
-        parameters={"at": landed})
+        parameters={"at": window.upto})
     assert stored == raw.height
 
 
@@ -142,14 +147,8 @@ def test_a_window_stored_in_chunks_leaves_the_issues_of_storing_it_whole(
                 pl.lit(project.org_id, pl.UInt64).alias("organization_id"),
                 pl.lit(project.project_id, pl.UInt64).alias("project_id"),
                 pl.lit(datetime.now(UTC)).cast(pl.Datetime("ms", "UTC")).alias("received_at"))
-            stack.warehouse.insert_arrow("raw_events", raw.select(COLUMNS).to_arrow())
-            landed = stack.warehouse.query(
-                "SELECT max(landed_at) FROM raw_events WHERE project_id = {p:UInt64}",
-                parameters={"p": project.project_id}).result_rows[0][0]
-            landed = landed if landed.tzinfo else landed.replace(tzinfo=UTC)
             result = process_window(
-                stack.warehouse, engine, blob_store(stack.settings),
-                Window(landed - timedelta(microseconds=1), landed),
+                stack.warehouse, engine, blob_store(stack.settings), land(stack, raw),
                 cursor_name=f"test-chunks-{uuid.uuid4().hex}", pool=pool)
             assert (result.raw, result.events, result.feedback) == (raw.height,
                                                                      raw.height - 1, 1)
@@ -187,18 +186,13 @@ def test_events_of_a_deleted_project_do_not_block_the_others(ingest_stack: Inges
         pl.Series("organization_id", [project.org_id] * 2, pl.UInt64),
         pl.Series("project_id", [project.project_id, 2**40], pl.UInt64),  # 2**40: no project
         pl.lit(datetime.now(UTC)).cast(pl.Datetime("ms", "UTC")).alias("received_at"))
-    stack.warehouse.insert_arrow("raw_events", raw.select(COLUMNS).to_arrow())
-    landed = stack.warehouse.query(
-        "SELECT max(landed_at) FROM raw_events WHERE project_id = {p:UInt64}",
-        parameters={"p": project.project_id}).result_rows[0][0]
-    landed = landed if landed.tzinfo else landed.replace(tzinfo=UTC)
+    window = land(stack, raw)
     cursor = f"test-orphans-{uuid.uuid4().hex}"
-    result = process_window(stack.warehouse, engine, blob_store(stack.settings),
-                            Window(landed - timedelta(microseconds=1), landed),
+    result = process_window(stack.warehouse, engine, blob_store(stack.settings), window,
                             cursor_name=cursor)
     assert (result.raw, result.events) == (2, 1)
     with db.system_session(engine) as session:
         titles = session.scalars(select(Issue.title).where(
             Issue.project_id == project.project_id)).all()
     assert titles == ["still here 0"]
-    assert read_cursor(engine, cursor) == landed
+    assert read_cursor(engine, cursor) == window.upto
