@@ -476,10 +476,10 @@ _TRIGGER_ODD_ESCAPES = (
 # holding `=` or `:` is plain ASCII without quotes, `,;%{}` or escapes. In such a string a
 # pair is a whole run of key characters after another character, `=` or `:` with spaces
 # around, and a value running to the next space, `&` or the end of the string. The walk
-# looks for pairs again inside the value of a key that is not sensitive; one scan from left
-# to right finds the same pairs, unless a pair could run on past the end of such a value
-# (`a=b: c`, `k: password = x`) or a value starts with an auth scheme (`k: Bearer x`), which
-# the walk reads differently: those events are excluded.
+# looks for pairs again right after the separator of a key that is not sensitive, as this
+# scan does; events where a value starts with an auth scheme (`k: Bearer x`), which the walk
+# reads differently, are excluded, and so are (to be safe) those where pairs follow each
+# other without a space (`a=b: c`, `k: password = x`).
 _KEY_CHAR = r"[A-Za-z0-9_.\-]"
 _KEY_NON_LETTER = r"[0-9_.\-]"
 _JSON_KEY_VALUE = (
@@ -613,7 +613,7 @@ class _Scrubber:
             for rule in _PATTERN_RULES:
                 result = rule(result)
         if key_values:
-            result = _KEY_VALUE_RE.sub(self._filter_key_value, result)
+            result = self._key_values(result)
         if numbers and self.numbers:
             result = _numbers(result)
         if numbers and self.ibans:
@@ -797,17 +797,29 @@ class _Scrubber:
             if in_list or (isinstance(params, dict) and slot in params):
                 params[slot] = self._filter_all(params[slot])
 
-    def _filter_key_value(self, match: re.Match[str]) -> str:
-        key, separator, value = match.groups()
-        quoted = len(value) > 1 and value[0] in "\"'" and value[-1] == value[0]
-        inner = value[1:-1] if quoted else value
-        if (not is_sensitive_key(key) or key.lower() in self.safe
-                or _PLACEHOLDER_RE.fullmatch(inner)):
-            # The value may itself hold pairs ("https://x/?token=1" after "https:").
-            return key + separator + _KEY_VALUE_RE.sub(self._filter_key_value, value)
-        if quoted:
-            return f"{key}{separator}{value[0]}{MARKER}{value[0]}"
-        return key + separator + MARKER
+    def _key_values(self, text: str) -> str:
+        """`text` with the value of every pair whose key is sensitive filtered. After a pair
+        whose key is not, the search goes on right after its `=`/`:`, as what looked like
+        its value may start a pair itself (`k: password = x`, `a=token: x`,
+        `https://x/?token=1`)."""
+        parts: list[str] = []
+        pos = 0
+        while (match := _KEY_VALUE_RE.search(text, pos)) is not None:
+            key, _, value = match.groups()
+            quoted = len(value) > 1 and value[0] in "\"'" and value[-1] == value[0]
+            inner = value[1:-1] if quoted else value
+            if (not is_sensitive_key(key) or key.lower() in self.safe
+                    or _PLACEHOLDER_RE.fullmatch(inner)):
+                parts.append(text[pos:match.end(2)])
+                pos = match.end(2)
+                continue
+            parts.append(text[pos:match.start(3)])
+            parts.append(f"{value[0]}{MARKER}{value[0]}" if quoted else MARKER)
+            pos = match.end()
+        if not parts:
+            return text
+        parts.append(text[pos:])
+        return "".join(parts)
 
     def _json_in_text(self, text: str) -> str | None:
         """A string holding JSON (request bodies, breadcrumb data) is scrubbed as JSON, so

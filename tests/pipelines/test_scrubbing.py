@@ -578,6 +578,9 @@ def test_invalid_settings_are_refused(kwargs: dict[str, Any], message: str) -> N
     ("sessionid=abc; theme=dark", f"sessionid={MARKER}; theme=dark"),
     ("user: password: %s", "user: password: %s"),
     ("Token token=abc", f"Token token={MARKER}"),
+    # A pair right after an ordinary key's separator.
+    ("login: password = hunter2", f"login: password = {MARKER}"),
+    ("msg:token: abc", f"msg:token: {MARKER}"),
     ("", ""),
     (MARKER, MARKER),
 ])
