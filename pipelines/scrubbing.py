@@ -1031,9 +1031,10 @@ def scrub_payloads(frame: pl.DataFrame, configs: Mapping[int, ScrubConfig]) -> p
 
 def _quick_key_values(payload: pl.Series, masks: pl.Series) -> tuple[pl.Series, pl.Series]:
     """The payloads with the `key=value` rule applied to the events it can be applied to as
-    a regex, and the masks with those events taken off the walk. An event gets exactly what
-    the walk would give it: unchanged when no value was filtered, else its JSON as orjson
-    writes it (which the walk writes too)."""
+    a regex, and the masks with those events taken off the walk. An event comes out as the
+    walk's does once parsed; its text keeps the SDK's layout (re-serializing it as the walk
+    does cost more than the rule itself), and a value repeated under the same key is filtered
+    in every copy, where the walk sees only the last."""
     key_value_only = masks == _KEY_VALUE
     quick = key_value_only & ~_where(key_value_only, payload, _QUICK_KEY_VALUE_EXCLUDED)
     # Deeper nesting than the walk accepts gets cut by it (_MAX_DEPTH): never that deep.
@@ -1041,36 +1042,14 @@ def _quick_key_values(payload: pl.Series, masks: pl.Series) -> tuple[pl.Series, 
     indices = quick.fill_null(False).arg_true()
     if indices.len() == 0:
         return payload, masks
-    before = payload.gather(indices)
-    after = before.str.replace_all(_JSON_KEY_VALUE, f"${{1}}${{2}}${{3}}{MARKER}")
-    done: list[int] = []
-    changed: list[int] = []
-    scrubbed: list[str] = []
-    for row, old, new in zip(indices.to_list(), before.to_list(), after.to_list(), strict=True):
-        if new == old:
-            done.append(row)  # nothing to filter: the walk would leave the text as it is
-            continue
-        try:
-            event = orjson.loads(new)
-        except orjson.JSONDecodeError:
-            continue  # the walk reads what orjson cannot; it keeps this event
-        if type(event) is not dict:
-            continue
-        serialized = orjson.dumps(event).decode()
-        if serialized.count(MARKER) != new.count(MARKER):
-            # A repeated key's earlier value held a filtered pair, and parsing dropped it:
-            # whether the walk changes anything depends on the value kept; it decides.
-            continue
-        done.append(row)
-        changed.append(row)
-        scrubbed.append(serialized)
-    if not done:
-        return payload, masks
+    # Outside JSON strings a key is followed by `"`, never by `=` or `:`, so the pattern only
+    # matches inside strings, and the value it replaces stops before the string's end.
+    after = payload.gather(indices).str.replace_all(_JSON_KEY_VALUE,
+                                                    f"${{1}}${{2}}${{3}}{MARKER}")
+    payload = payload.clone()
+    payload.scatter(indices, after)
     masks = masks.clone()
-    masks.scatter(done, 0)
-    if changed:
-        payload = payload.clone()
-        payload.scatter(changed, pl.Series(scrubbed, dtype=pl.String))
+    masks.scatter(indices, 0)
     return payload, masks
 
 
