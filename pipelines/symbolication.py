@@ -446,12 +446,28 @@ class _Resolution:
 
     symbolicated: bool
     token_name: str | None = None
+    original: dict[str, Any] | None = None  # a rewritten frame as it came
+
+
+_ABSENT = object()  # a frame without `data`
+
+
+def _with_data(frame: dict[str, Any], data: Any) -> dict[str, Any]:
+    """A copy of `frame` with its `data` as it was (`_ABSENT`: none)."""
+    copy = {key: value for key, value in frame.items() if key != "data"}
+    if data is not _ABSENT:
+        copy["data"] = data
+    return copy
 
 
 class _Symbolicator:
     def __init__(self, provider: SourceMapProvider, cache: SourceMapCache) -> None:
         self.provider = provider
         self.cache = cache
+        self._found_in_batch: dict[
+            tuple[int, str | None, str | None, str, str | None],
+            tuple[ParsedSourceMap | MapMissing, str, str | None],
+        ] = {}
 
     def payload(self, organization_id: int, text: str) -> str | None:
         """The rewritten payload, or None to keep the original text unchanged."""
@@ -498,29 +514,35 @@ class _Symbolicator:
         self, maps: _EventMaps, holder: dict[str, Any], stacktrace: dict[str, Any]
     ) -> None:
         frames: list[Any] = stacktrace["frames"]
-        raw_frames = [dict(f) if isinstance(f, dict) else f for f in frames]
+        # Each frame's `data` as it came, to give back the frames as they came (kept as
+        # `raw_stacktrace`) once one is rewritten: copying them all up front cost more than
+        # the whole stage does for the events of apps without maps.
+        as_they_came: list[Any] = []
         any_symbolicated = False
         # Frames run from the outermost call to the innermost, so the frame before this one
         # is its caller; see the module docstring on function names.
         caller: _Resolution | None = None
         for frame in frames:
             if not isinstance(frame, dict):
+                as_they_came.append(frame)
                 caller = None
                 continue
+            data = frame.get("data", _ABSENT)
             resolution = self.frame(maps, frame, caller)
+            # A rewritten frame comes with its copy from before; the others only got new data.
+            as_they_came.append(resolution.original or (frame, data))
             any_symbolicated = any_symbolicated or resolution.symbolicated
             caller = resolution
         if any_symbolicated and "raw_stacktrace" not in holder:
-            holder["raw_stacktrace"] = {**stacktrace, "frames": raw_frames}
+            holder["raw_stacktrace"] = {**stacktrace, "frames": [
+                _with_data(*came) if isinstance(came, tuple) else came for came in as_they_came
+            ]}
 
-    def frame(
-        self, maps: _EventMaps, frame: dict[str, Any], caller: _Resolution | None
-    ) -> _Resolution:
-        data = frame.get("data")
-        data = dict(data) if isinstance(data, dict) else {}
-        if data.get("symbolicated") is True:
-            return _Resolution(True)  # already done (a payload processed twice)
-
+    def _map_for(
+        self, maps: _EventMaps, frame: dict[str, Any]
+    ) -> tuple[ParsedSourceMap | MapMissing | None, str, str | None]:
+        """The map for a frame (None: no map could describe it), how it was found, and the
+        debug id it was found by."""
         url = _frame_url(frame)
         lineno, colno = frame.get("lineno"), frame.get("colno")
         if (
@@ -530,19 +552,35 @@ class _Symbolicator:
             or not _positive_int(colno)  # a line alone is ambiguous in a one-line bundle
             or frame.get("platform") not in (None, *JAVASCRIPT_PLATFORMS)
         ):
+            return None, "", None
+        return self.find_map(maps, url)
+
+    def frame(
+        self, maps: _EventMaps, frame: dict[str, Any], caller: _Resolution | None
+    ) -> _Resolution:
+        data = frame.get("data")
+        if not isinstance(data, dict):
+            data = {}
+        elif data.get("symbolicated") is True:
+            return _Resolution(True)  # already done (a payload processed twice)
+
+        found, resolved_with, debug_id = self._map_for(maps, frame)
+        if found is None:
             frame["data"] = {**data, "symbolicated": False}
             return _Resolution(False)
-
-        found, resolved_with, debug_id = self.find_map(maps, url)
         if isinstance(found, MapMissing):
             frame["data"] = {**data, "symbolicated": False, "symbolication_error": found.value}
             return _Resolution(False)
 
+        url = _frame_url(frame) or ""
+        lineno, colno = frame["lineno"], frame["colno"]
+        data = dict(data)
         position = found.resolve(lineno - 1, colno - 1)  # frames are 1-based, maps 0-based
         if position is None:
             frame["data"] = {**data, "symbolicated": False, "symbolication_error": "no_mapping"}
             return _Resolution(False)
 
+        original = dict(frame)
         frame["abs_path"] = _join_source_url(url, position.source)
         frame["filename"] = position.filename
         frame["lineno"] = position.lineno
@@ -568,15 +606,22 @@ class _Symbolicator:
         if debug_id:
             data["debug_id"] = debug_id
         frame["data"] = data
-        return _Resolution(True, position.name)
+        return _Resolution(True, position.name, original)
 
     def find_map(
         self, maps: _EventMaps, url: str
     ) -> tuple[ParsedSourceMap | MapMissing, str, str | None]:
         """The map for a bundle URL: by debug id first, else by release and URL."""
-        if url not in maps.found:
-            maps.found[url] = self._find_map(maps, url)
-        return maps.found[url]
+        found = maps.found.get(url)
+        if found is None:
+            # Events of one release share their bundles: looked up once per batch.
+            key = (maps.organization_id, maps.release, maps.dist, url,
+                   maps.debug_ids.get(url) or maps.debug_ids.get(_strip_query(url)))
+            found = self._found_in_batch.get(key)
+            if found is None:
+                found = self._found_in_batch[key] = self._find_map(maps, url)
+            maps.found[url] = found
+        return found
 
     def _find_map(
         self, maps: _EventMaps, url: str
