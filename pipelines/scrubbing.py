@@ -1084,22 +1084,36 @@ def _bits(rows: pl.Series, bits: int) -> pl.Series:
     return rows.fill_null(False).cast(pl.UInt8) * bits
 
 
-def _key_value_bits(rows: pl.Series,
-                    payload: pl.Series) -> tuple[pl.Series, dict[int, tuple[str, ...]]]:
+def _key_value_bits(
+    rows: pl.Series, payload: pl.Series
+) -> tuple[pl.Series, _LazyNeedles | dict[int, tuple[str, ...]]]:
     """Walk bits for the events with `key=value` in text whose key may be sensitive, and for
     each (by row) the first letters of those keys: the strings to run the rule on hold them."""
     masks = pl.Series([0] * rows.len(), dtype=pl.UInt8)
-    needles: dict[int, tuple[str, ...]] = {}
     indices = rows.arg_true()
     if indices.len() == 0:
-        return masks, needles
+        return masks, {}
     found = payload.gather(indices).str.extract_all(_TRIGGER_KEY_VALUE)
     with_found = found.list.len() > 0
     selected = indices.filter(with_found)
-    for row, matches in zip(selected.to_list(), found.filter(with_found).to_list(), strict=True):
-        needles[row] = tuple({match[:3] for match in matches})  # stems have 3+ letters
     masks.scatter(selected, _KEY_VALUE)
-    return masks, needles
+    return masks, _LazyNeedles(selected, found.filter(with_found))
+
+
+class _LazyNeedles:
+    """The `key=value` needles by row, worked out only for the rows the walk asks for: most
+    events with such pairs take the quick path and never need them."""
+
+    def __init__(self, rows: pl.Series, matches: pl.Series) -> None:
+        self._position = {row: position for position, row in enumerate(rows.to_list())}
+        self._matches = matches
+
+    def get(self, row: int, default: tuple[str, ...]) -> tuple[str, ...]:
+        position = self._position.get(row)
+        if position is None:
+            return default
+        matches = self._matches[position]
+        return tuple({match[:3] for match in matches})  # stems have 3+ letters
 
 
 def _number_bits(rows: pl.Series,
