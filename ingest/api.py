@@ -12,7 +12,6 @@ import binascii
 import re
 import time
 import uuid
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -430,22 +429,26 @@ def handle_envelope(req: Request, st: IngestState, project_id: int) -> Answer:
     return json_response(200, body, queued.limit_headers)
 
 
-def _legacy_store_body(body: bytes) -> bytes:
-    """Old SDKs post base64 of zlib-compressed JSON to /store/."""
+def _legacy_store_body(body: bytes, limit: int) -> bytes:
+    """Old SDKs post base64 of zlib-compressed JSON to /store/; inflated under the same cap
+    as any compressed body."""
     stripped = body.lstrip()
     if stripped[:1] in (b"{", b"["):
         return body
     try:
-        return zlib.decompress(base64.b64decode(stripped, validate=True))
-    except (binascii.Error, zlib.error):
+        return decode_body(base64.b64decode(stripped, validate=True), "deflate", limit)
+    except BodyTooLarge as exc:
+        raise ApiError(413, str(exc), "too_large") from None
+    except (binascii.Error, BadEncoding):
         raise ApiError(400, "the body is not JSON (nor base64 of zlib-compressed JSON)",
                        "invalid") from None
 
 
 def handle_store(req: Request, st: IngestState, project_id: int) -> Answer:
-    body = _legacy_store_body(read_body(req, st))
+    body = read_body(req, st)
     auth = sentry_auth(req)
     info = authenticate(req, st, project_id, public_key_from_request(req, auth))
+    body = _legacy_store_body(body, st.settings.ingest_max_decompressed_bytes)
     try:
         event = validate_event(body)
     except InvalidEvent as exc:

@@ -33,15 +33,30 @@ def _name(wbits: int) -> str:
     return "gzip" if wbits > 15 else "deflate"
 
 
+_BROTLI_SLICE = 64 * 1024  # output per call: a bomb is caught after at most this much more
+
+
 def _brotli(data: bytes, limit: int) -> bytes:
     decompressor = brotli.Decompressor()
     out = bytearray()
+
+    def take(piece: bytes) -> None:
+        out.extend(piece)
+        if len(out) > limit:
+            raise BodyTooLarge(f"the decompressed body exceeds {limit} bytes")
+
     try:
-        # Feed in slices so the output can be checked against the limit as it grows.
+        # Bounded output per call: one small slice of input can expand to gigabytes.
         for start in range(0, len(data), 16384):
-            out += decompressor.process(data[start:start + 16384])
-            if len(out) > limit:
-                raise BodyTooLarge(f"the decompressed body exceeds {limit} bytes")
+            take(decompressor.process(data[start:start + 16384],
+                                      output_buffer_limit=_BROTLI_SLICE))
+            while not decompressor.can_accept_more_data():
+                take(decompressor.process(b"", output_buffer_limit=_BROTLI_SLICE))
+        while not decompressor.is_finished():  # output still held back by the bound
+            piece = decompressor.process(b"", output_buffer_limit=_BROTLI_SLICE)
+            if not piece:
+                break
+            take(piece)
     except brotli.error as exc:
         raise BadEncoding(f"the body is not valid brotli data: {exc}") from None
     if not decompressor.is_finished():

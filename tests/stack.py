@@ -30,6 +30,7 @@ class IngestStack:
     project: BootstrapResult
     warehouse: Client
     worker: ManagedProcess
+    ingest: ManagedProcess
 
     @property
     def url(self) -> str:
@@ -77,7 +78,7 @@ def ingest_stack(
     ingest = start_service(ingest_service(stack_settings), stack_settings)
     worker = start_service(landing_worker_service(stack_settings), stack_settings)
     client = connect(warehouse_url)
-    stack = IngestStack(stack_settings, project, client, worker)
+    stack = IngestStack(stack_settings, project, client, worker, ingest)
     try:
         yield stack
     finally:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
+import re
 import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import brotli
+import psutil
 import pytest
 import requests
 
 from cli.bootstrap import BootstrapResult
+from core.embedded.process import ManagedProcess
 from tests.stack import IngestStack
 
 
@@ -184,6 +189,54 @@ def test_gzip_bomb_is_413_without_inflating_it(ingest_stack: IngestStack) -> Non
     assert len(bomb) < 1_000_000  # ~400 MB of zeros in well under 1 MB
     response = post(ingest_stack, "envelope", bomb, {"Content-Encoding": "gzip"})
     assert_error(response, 413, "decompressed body exceeds")
+
+
+def peak_memory_of(process: ManagedProcess) -> int:
+    """The largest resident size (VmHWM) any process of the service has had, in bytes."""
+    assert process.pid is not None
+    root = psutil.Process(process.pid)
+    peaks = []
+    for proc in [root, *root.children(recursive=True)]:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        peaks.append(int(re.search(r"VmHWM:\s+(\d+) kB", status)[1]) * 1024)  # type: ignore[index]
+    return max(peaks)
+
+
+def brotli_of_zeros(size: int) -> bytes:
+    compressor = brotli.Compressor(quality=5)
+    chunk = b"\0" * (1 << 20)
+    return b"".join(compressor.process(chunk) for _ in range(size >> 20)) + compressor.finish()
+
+
+def test_brotli_bomb_is_413_without_inflating_it(ingest_stack: IngestStack) -> None:
+    limit = ingest_stack.settings.ingest_max_decompressed_bytes
+    bomb = brotli_of_zeros(1 << 30)  # 1 GiB of zeros in ~2 KB: ten times the limit
+    assert len(bomb) < 4096 and limit * 10 <= 1 << 30
+    before = peak_memory_of(ingest_stack.ingest)
+    response = post(ingest_stack, "envelope", bomb, {"Content-Encoding": "br"})
+    assert_error(response, 413, "decompressed body exceeds")
+    # It stopped at the limit: a whole slice of input used to expand to gigabytes at once.
+    assert peak_memory_of(ingest_stack.ingest) < before + 3 * limit
+
+
+def test_legacy_store_body_is_accepted_and_capped(ingest_stack: IngestStack) -> None:
+    # Old SDKs post base64 of zlib-compressed JSON to /store/.
+    event = an_event(message="from an old SDK")
+    body = base64.b64encode(zlib.compress(json.dumps(event).encode()))
+    response = post(ingest_stack, "store", body)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"id": event["event_id"]}
+    ingest_stack.landed("event_id = %(id)s", {"id": event["event_id"]}, 1)
+
+    limit = ingest_stack.settings.ingest_max_decompressed_bytes
+    compressor = zlib.compressobj(9)
+    chunk = b" " * (1 << 20)
+    bomb = b"".join(compressor.compress(chunk) for _ in range(limit // len(chunk) * 2))
+    bomb = base64.b64encode(bomb + compressor.flush())
+    assert len(bomb) < 1_000_000
+    assert_error(post(ingest_stack, "store", bomb), 413, "decompressed body exceeds")
+    assert_error(post(ingest_stack, "store", b"bm90IHpsaWI="), 400,
+                 "not JSON (nor base64 of zlib-compressed JSON)")
 
 
 def test_brotli_and_deflate_bodies_are_accepted(ingest_stack: IngestStack) -> None:
