@@ -8,6 +8,7 @@ bare list, tags as a mapping or as pairs).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import msgspec
@@ -192,7 +193,32 @@ def _reason(exc: msgspec.ValidationError | msgspec.DecodeError) -> str:
     return str(exc).replace("`$", "`event")
 
 
+# Deeper nesting is refused: no SDK sends it (they cut variables at a few levels), and the
+# JSON libraries downstream give up at 254-1,000 levels.
+MAX_DEPTH = 200
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def too_deep(payload: bytes) -> bool:
+    """Whether the JSON's arrays and objects nest more than MAX_DEPTH levels (brackets inside
+    strings do not count)."""
+    if payload.count(b"[") + payload.count(b"{") <= MAX_DEPTH:
+        return False  # the common case, without a scan
+    depth = 0
+    for token in _JSON_TOKEN.finditer(payload):
+        char = token[0][:1]
+        if char in b"[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif char in b"]}":
+            depth -= 1
+    return False
+
+
 def validate_event(payload: bytes) -> Event:
+    if too_deep(payload):
+        raise InvalidEvent(f"the event nests arrays and objects more than {MAX_DEPTH} levels deep")
     try:
         return _event_decoder.decode(payload)
     except msgspec.ValidationError as exc:
