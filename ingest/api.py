@@ -205,18 +205,21 @@ def sentry_auth(req: Request) -> SentryAuth:
 
 def public_key_from_request(
     req: Request, auth: SentryAuth, envelope_headers: dict[str, Any] | None = None
-) -> str | None:
+) -> object:
     if auth.key:
         return auth.key
     key = req.args.get("sentry_key")
     if key:
         return key
     if envelope_headers:
-        return key_from_dsn(envelope_headers.get("dsn")) or (
-            (envelope_headers.get("trace") or {}).get("public_key")
-            if isinstance(envelope_headers.get("trace"), dict)
-            else None
-        )
+        try:
+            key = key_from_dsn(envelope_headers.get("dsn"))
+        except ValueError as exc:  # e.g. an unclosed [ in the host
+            raise ApiError(401, f"the envelope header's dsn is not a valid DSN: {exc}",
+                           "auth") from None
+        trace = envelope_headers.get("trace")
+        # Any type may arrive here: KeyCache.authenticate refuses what is not a key string.
+        return key or (trace.get("public_key") if isinstance(trace, dict) else None)
     return None
 
 
@@ -226,9 +229,7 @@ def sdk_from_request(req: Request, auth: SentryAuth) -> tuple[str, str]:
     return name, version
 
 
-def authenticate(
-    req: Request, st: IngestState, project_id: int, public_key: str | None
-) -> KeyInfo:
+def authenticate(req: Request, st: IngestState, project_id: int, public_key: object) -> KeyInfo:
     try:
         info = st.keys.authenticate(public_key, project_id)
     except AuthError as exc:

@@ -98,14 +98,15 @@ class KeyCache:
             allowed_origins=tuple(origins or ()),
         )
 
-    def authenticate(self, public_key: str | None, project_id: int) -> KeyInfo:
-        if not public_key:
+    def authenticate(self, public_key: object, project_id: int) -> KeyInfo:
+        """public_key: as the request carried it; the envelope header's may be any JSON."""
+        if public_key is None or public_key == "":
             raise AuthError(
                 401,
                 "missing DSN key: send X-Sentry-Auth: Sentry sentry_key=<key>, "
                 "or ?sentry_key=<key>, or the dsn in the envelope header",
             )
-        if not _PUBLIC_KEY.match(public_key):
+        if not isinstance(public_key, str) or not _PUBLIC_KEY.match(public_key):
             raise AuthError(403, "invalid DSN key: expected 32 hexadecimal characters")
         info = self.lookup(public_key)
         if info is None:

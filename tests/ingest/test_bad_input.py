@@ -99,6 +99,19 @@ def test_key_in_query_string_or_envelope_header_works(ingest_stack: IngestStack)
     assert by_header.status_code == 200, by_header.text
 
 
+@pytest.mark.parametrize(("header", "status", "text"), [
+    ({"dsn": "https://abc@[bad/1"}, 401, "the envelope header's dsn is not a valid DSN"),
+    ({"trace": {"public_key": 123}}, 403, "invalid DSN key"),
+    ({"trace": {"public_key": ["f" * 32]}}, 403, "invalid DSN key"),
+])
+def test_unreadable_key_in_envelope_header_is_401_or_403(
+    ingest_stack: IngestStack, header: dict[str, object], status: int, text: str
+) -> None:
+    response = requests.post(ingest_stack.endpoint("envelope"),
+                             data=envelope(an_event(), header=header), timeout=10)
+    assert_error(response, status, text)
+
+
 @pytest.mark.parametrize(("body", "text"), [
     (b"{not json\n", "the envelope header is not valid JSON"),
     (b'{}\n{"length": 2}\n{}\n', "item 1 has no type"),
