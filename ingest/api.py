@@ -413,6 +413,10 @@ def handle_envelope(req: Request, st: IngestState, project_id: int) -> Answer:
     info = authenticate(req, st, project_id, public_key_from_request(req, auth, envelope.headers))
     builder = RowBuilder(req, st, info, auth)
     header_id = envelope.headers.get("event_id")
+    # Checked before anything is queued: an event queued and then answered 400 would be
+    # sent again by a retrying client.
+    if header_id:
+        header_id = normalize_event_id(header_id)
     for number, item in enumerate(envelope.items, start=1):
         if item.type in LANDED_ITEM_TYPES:
             _landed_item(builder, item, number, header_id)
@@ -424,7 +428,7 @@ def handle_envelope(req: Request, st: IngestState, project_id: int) -> Answer:
     if queued.limit_headers and not queued.statuses:
         return json_response(429, {"detail": "rate limited"}, queued.limit_headers)
     first = builder.accepted.event_ids[0] if builder.accepted.event_ids else None
-    answer_id = normalize_event_id(header_id) if header_id else first
+    answer_id = header_id or first
     # Like Sentry: the event's id, or an empty object for envelopes without one (sessions).
     body = {"id": answer_id} if answer_id else {}
     return json_response(200, body, queued.limit_headers)

@@ -112,6 +112,23 @@ def test_unreadable_key_in_envelope_header_is_401_or_403(
     assert_error(response, status, text)
 
 
+def test_invalid_envelope_event_id_is_400_and_nothing_is_queued(
+    ingest_stack: IngestStack,
+) -> None:
+    # The item carries a valid id of its own; the header's id is still checked first.
+    refused = an_event()
+    response = post(ingest_stack, "envelope", envelope(refused, header={"event_id": "xyz"}))
+    assert_error(response, 400, "event_id 'xyz' is not a UUID")
+    # The stream lands in order: once a later event is in, the refused one would be too.
+    later = an_event()
+    assert post(ingest_stack, "envelope", envelope(later)).status_code == 200
+    ingest_stack.landed("event_id = {id:UUID}", {"id": later["event_id"]}, expected=1)
+    assert ingest_stack.warehouse.command(
+        "SELECT count() FROM raw_events WHERE event_id = {id:UUID}",
+        parameters={"id": refused["event_id"]},
+    ) == 0
+
+
 @pytest.mark.parametrize(("body", "text"), [
     (b"{not json\n", "the envelope header is not valid JSON"),
     (b'{}\n{"length": 2}\n{}\n', "item 1 has no type"),
