@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import re
 from collections.abc import Iterable
 from functools import lru_cache
@@ -83,6 +84,8 @@ from typing import Any, NamedTuple
 import msgspec
 import orjson
 import polars as pl
+
+log = logging.getLogger(__name__)
 
 GROUPING_VERSION = "1"
 TITLE_MAX_CHARS = 200
@@ -584,7 +587,7 @@ def _decode(payload: str | bytes) -> _Event | None:
         except orjson.JSONDecodeError:
             return None
         return _lenient_event(event) if isinstance(event, dict) else None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # not JSON, or deeper than it can read
         return None
 
 
@@ -806,8 +809,10 @@ def _group_members(exceptions: list[_Exception]) -> tuple[list[int], int | None]
                for exc in exceptions):
         return [], None
     mechanisms = [_mechanism(exc) for exc in exceptions]
+    # Ids are numbers; anything else (unhashable lists included) links nothing.
     groups = {mechanism.get("exception_id") for mechanism in mechanisms
-              if mechanism.get("is_exception_group") is True}
+              if mechanism.get("is_exception_group") is True
+              and isinstance(mechanism.get("exception_id"), int | str)}
     top = len(exceptions) - 1
     for index, mechanism in enumerate(mechanisms):
         if mechanism.get("exception_id") == 0:
@@ -815,7 +820,8 @@ def _group_members(exceptions: list[_Exception]) -> tuple[list[int], int | None]
     leaves = [
         index for index, mechanism in enumerate(mechanisms)
         if index != top and mechanism.get("is_exception_group") is not True
-        and mechanism.get("parent_id") is not None and mechanism.get("parent_id") in groups
+        and isinstance(mechanism.get("parent_id"), int | str)
+        and mechanism.get("parent_id") in groups
     ]
     return [top, *leaves], top
 
@@ -1019,7 +1025,14 @@ def fingerprint_payload(item_type: str, payload: str | bytes | None) -> Fingerpr
     if item_type != "event":
         return Fingerprint("", "", _other_item_title(item_type, payload), "")
     event = _decode(payload) if payload else None
-    return _INVALID if event is None else _fingerprint(event)
+    if event is None:
+        return _INVALID
+    try:
+        return _fingerprint(event)
+    except Exception:
+        # A shape this code did not foresee must not fail the batch of everyone's events.
+        log.exception("fingerprinting fell back for an event it could not read")
+        return _INVALID
 
 
 _OUTPUT_COLUMNS = ("fingerprint_hash", "fingerprint_strategy", "title", "culprit")

@@ -7,6 +7,7 @@ the table's, so orchestration inserts it as it is.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -15,6 +16,8 @@ from typing import Any
 import orjson
 import polars as pl
 import pyarrow as pa
+
+log = logging.getLogger(__name__)
 
 UTC_MS = pl.Datetime("ms", "UTC")
 UTC_US = pl.Datetime("us", "UTC")
@@ -103,7 +106,8 @@ def message_of(event: dict[str, Any]) -> str:
 
 def tag_pairs(event: dict[str, Any]) -> list[tuple[str, str]]:
     tags = event.get("tags")
-    pairs: Iterable[Any] = tags.items() if isinstance(tags, dict) else tags or []
+    pairs: Iterable[Any] = (tags.items() if isinstance(tags, dict)
+                            else tags if isinstance(tags, list) else [])
     out = []
     for pair in pairs:
         if isinstance(pair, list | tuple) and len(pair) == 2 and pair[0] is not None:
@@ -157,7 +161,13 @@ def _build(
         except orjson.JSONDecodeError:
             continue  # ingest validated it; a broken row is skipped, not fatal
         if isinstance(event, dict):
-            built = make(row, event)
+            try:
+                built = make(row, event)
+            except Exception:
+                # A shape ingest validation would have refused (a row landed some other way):
+                # that row is skipped, the batch of everyone's events goes on.
+                log.exception("no processed row for an event of an unforeseen shape")
+                continue
             if built is not None:
                 kept.append(index)
                 built_rows.append(in_computed_order(built))
@@ -232,8 +242,8 @@ def _event_row(row: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
         "url": text(request.get("url")),
         "tags.key": list(tags),
         "tags.value": list(tags.values()),
-        "fingerprint": [text(f) for f in event.get("fingerprint") or []
-                        if isinstance(event.get("fingerprint"), list)],
+        "fingerprint": [text(f) for f in fingerprint] if isinstance(
+            fingerprint := event.get("fingerprint"), list) else [],
         "stacktrace": orjson.dumps(values).decode() if values else "",
         "breadcrumbs": orjson.dumps(
             crumbs.get("values", []) if isinstance(crumbs, dict) else crumbs or []
@@ -274,7 +284,8 @@ def _transaction_row(row: dict[str, Any], event: dict[str, Any]) -> dict[str, An
         for name, m in as_dict(event.get("measurements")).items()
         if isinstance(as_dict(m).get("value"), int | float)
     }
-    spans = [s for s in event.get("spans") or [] if isinstance(s, dict)]
+    spans = event.get("spans")
+    spans = [s for s in spans if isinstance(s, dict)] if isinstance(spans, list) else []
     span_starts = [parse_timestamp(s.get("start_timestamp"), start) for s in spans]
     span_ends = [parse_timestamp(s.get("timestamp"), st) for s, st in zip(spans, span_starts,
                                                                          strict=True)]

@@ -536,6 +536,14 @@ class _TooDeep(Exception):
     pass
 
 
+def _holds_any(value: Any, needles: list[bytes]) -> bool:
+    try:
+        data = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes: the walk cuts it
+        return True
+    return any(needle in data for needle in needles)
+
+
 @lru_cache(maxsize=256)
 def _compiled_extras(config: ScrubConfig) -> tuple[re.Pattern[str], ...]:
     return tuple(re.compile(pattern) for pattern in config.extra_patterns)
@@ -582,8 +590,8 @@ class _Scrubber:
         if self.prune:
             wanted = [n.encode() for n in (self.key_needles or ()) + (self.number_needles or ())]
         for key, value in event.items():
-            if wanted is not None and type(value) in (dict, list) and not any(
-                    needle in orjson.dumps(value) for needle in wanted):
+            if wanted is not None and type(value) in (dict, list) and not _holds_any(
+                    value, wanted):
                 continue  # no needle in this part: serializing it is cheaper than a walk
             if key == "user" and type(value) is dict:
                 self._user(value)
@@ -901,22 +909,25 @@ def _truncate(value: Any, depth: int = 0) -> Any:
 
 def _scrub_json(payload: str, scrubber: _Scrubber, client_ip: str,
                 needles: _Needles = (None, None)) -> str:
+    parse: Callable[[str], Any] = orjson.loads
+    dump: Callable[[Any], str] = _orjson_dump
     try:
         event = orjson.loads(payload)
-        dump: Callable[[Any], str] = _orjson_dump
     except orjson.JSONDecodeError:
         # What orjson refuses but SDKs send: NaN (Python's json default), lone surrogates.
+        parse, dump = json.loads, _json_dump
         try:
             event = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # Beyond any parser's depth: nothing downstream can read it either (its row is
+            # skipped), so it is never stored processed.
             return payload
-        dump = _json_dump
     if type(event) is not dict:
         return payload
     try:
         changed = scrubber.scrub_event(event, client_ip, needles)
     except (_TooDeep, RecursionError):
-        event = _truncate(json.loads(payload))
+        event = _truncate(parse(payload))
         scrubber.scrub_event(event, client_ip, needles)
         changed = True
     return dump(event) if changed else payload
