@@ -112,7 +112,8 @@ def hash_ip(ip: str, salt: str) -> str:
 _CONTAINED = (
     r"password|passwd|passphrase|secret|api[-_. ]?key|credential|csrf|xsrf"
     r"|private[-_. ]?key|credit[-_. ]?card|card[-_. ]?number|cookie|authorization"
-    r"|sess(?:ion)?[-_. ]?id|session[-_. ]?key"
+    r"|sess(?:ion)?[-_. ]?id|session[-_. ]?key|session[-_. ]?data|access[-_. ]?key"
+    r"|auth[-_. ]?(?:key|header|data|code)|authentication|token[-_. ]?value"
 )
 # Stems that must end a word: "oauth", "access_token", "authToken", but not "author",
 # "max_tokens" or "sessions".
@@ -126,6 +127,7 @@ _SENSITIVE_KEY_RE = re.compile(
 _STEM_LITERALS = (
     r"pass|pwd|secret|apikey|api_key|api-key|api\.key|api key|credential|csrf|xsrf|private"
     r"|card|cookie|auth|sess|token|ssn|cvv|cvc|jwt"
+    r"|access_key|accesskey|access-key|access\.key|access key"
 )
 
 _key_cache: dict[str, bool] = {}
@@ -735,8 +737,10 @@ class _Scrubber:
             self.changed = True
         return result
 
-    def _filter_all(self, value: Any) -> Any:
-        """Everything under a sensitive key; containers keep their shape."""
+    def _filter_all(self, value: Any, in_list: bool = False) -> Any:
+        """Everything under a sensitive key; containers keep their shape. Only in a list of
+        pairs (`"cookies": [["sid", "x"], ...]`) does a [name, value] pair keep its name: the
+        key's own value (`"password": ["old", "new"]`) is all secret."""
         kind = type(value)
         if kind is str:
             if value and value != MARKER:
@@ -749,13 +753,13 @@ class _Scrubber:
             for key, item in value.items():
                 value[key] = self._filter_all(item)
         elif kind is list:
-            if len(value) == 2 and _is_pair_name(value[0]):
-                value[1] = self._filter_all(value[1])  # a [name, value] pair keeps its name
+            if in_list and len(value) == 2 and _is_pair_name(value[0]):
+                value[1] = self._filter_all(value[1])
                 if self.text_rules:
                     value[0] = self.text(value[0])
             else:
                 for index, item in enumerate(value):
-                    value[index] = self._filter_all(item)
+                    value[index] = self._filter_all(item, in_list=True)
         return value  # True, False, None and empty strings hide nothing
 
     # Places with their own rules

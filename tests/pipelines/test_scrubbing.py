@@ -597,7 +597,9 @@ def test_scrub_text_uses_the_projects_settings() -> None:
 
 @pytest.mark.parametrize("key", SENSITIVE_KEYS + (
     "oauth", "OAuthToken", "mysql_pwd", "db_pass", "sessionId", "JSESSIONID", "jwt",
-    "api-key", "apiKey", "x-auth-token", "privateKey", "cardNumber", "cvc", "session_replay_id"))
+    "api-key", "apiKey", "x-auth-token", "privateKey", "cardNumber", "cvc", "session_replay_id",
+    "authKey", "auth_header", "authData", "sessionData", "tokenValue", "access_key",
+    "aws_access_key_id", "AccessKey", "Authentication"))
 def test_sensitive_keys(key: str) -> None:
     assert is_sensitive_key(key)
 
@@ -656,3 +658,28 @@ def test_throughput() -> None:
     size = sum(map(len, payloads)) / len(payloads)
     print(f"\nscrub_payloads: {len(payloads) / best:,.0f} events/s "
           f"({len(payloads)} events of {size:,.0f} bytes, 10% with personal data)")
+
+
+@pytest.mark.parametrize(("event", "expected"), [
+    # A sensitive key's own two-item list is no [name, value] pair: both items are secret.
+    ({"extra": {"password": ["old-hunter2", "new-hunter3"]}},
+     {"extra": {"password": [MARKER, MARKER]}}),
+    ({"request": {"headers": [["Cookie", ["sid=abc", "theme=dark"]]]}},
+     {"request": {"headers": [["Cookie", [MARKER, MARKER]]]}}),
+    # In a list of pairs, each pair keeps its name.
+    ({"request": {"cookies": [["sid", "abc"], ["theme", "dark"]]}},
+     {"request": {"cookies": [["sid", MARKER], ["theme", MARKER]]}}),
+])
+def test_lists_under_sensitive_keys(event: Event, expected: Event) -> None:
+    assert orjson.loads(scrub_one(event)) == expected
+    assert orjson.loads(scrub_event_json(orjson.dumps(event).decode())) == expected
+
+
+@pytest.mark.parametrize("key", ["authKey", "auth_header", "aws_access_key_id", "AccessKey",
+                                 "Authentication", "sessionData", "tokenValue"])
+def test_compound_sensitive_key_names(key: str) -> None:
+    event = {"extra": {key: "s3cr3t"}, "request": {"query_string": f"{key}=s3cr3t&page=2"},
+             "message": f"failed with {key}=s3cr3t"}
+    assert orjson.loads(scrub_one(event)) == {
+        "extra": {key: MARKER}, "request": {"query_string": f"{key}={MARKER}&page=2"},
+        "message": f"failed with {key}={MARKER}"}
