@@ -163,6 +163,9 @@ _PRIVATE_KEY_RE = re.compile(
 )
 _URL_PASSWORD_RE = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/?#@\[\]]*:)[^\s/?#@]+@")
 _EMAIL_RE = re.compile(r"(?<![\w.%+\-])[\w.%+\-]+@[^\W_][\w\-]*(?:\.[\w\-]+)*\.[^\W\d_]{2,}")
+_ENCODED_EMAIL_RE = re.compile(
+    r"(?<![\w.%+\-])[\w.%+\-]+%40[^\W_][\w\-]*(?:\.[\w\-]+)*\.[^\W\d_]{2,}"
+)
 # A credential after an auth scheme has a digit, a symbol or a lower-to-upper change, or is
 # long: "Bearer eyJhbGciOi...", "Basic dXNlcjpwYXNz", but not "token expired", "Basic usage".
 _SCHEMES = r"Bearer|bearer|BEARER|Basic|basic|BASIC|Token|token|TOKEN"
@@ -319,7 +322,11 @@ def _url_passwords(text: str) -> str:
 
 
 def _emails(text: str) -> str:
-    return _EMAIL_RE.sub(MARKER, text) if "@" in text else text
+    if "@" in text:
+        text = _EMAIL_RE.sub(MARKER, text)
+    if "%40" in text:  # URL-encoded, in query strings and form bodies
+        text = _ENCODED_EMAIL_RE.sub(MARKER, text)
+    return text
 
 
 def _auth_credentials(text: str) -> str:
@@ -383,6 +390,9 @@ _JSON_EMAIL = (
     + rf"(?:\.{_LABEL_CHAR}+)*"
     + rf"\.(?:[^\W\d_]|{_U_LETTER}){{2,}}"
 )
+_JSON_ENCODED_EMAIL = (
+    _BEFORE_EMAIL + r"[\w.%+\-]+%40[^\W_][\w\-]*(?:\.[\w\-]+)*\.[^\W\d_]{2,}"
+)
 _JSON_URL_PASSWORD = (
     rf"([a-zA-Z][a-zA-Z0-9+.\-]*:(?:\\?/){{2}}(?:[^\s:/?#@\[\]\"\\]|\\[\"\\]|{_U})*:)"
     rf"(?:[^\s/?#@\"\\]|\\[\"\\]|{_U})+@"
@@ -440,6 +450,7 @@ _TRIGGER_CONTAINER = (
 _TRIGGER_EMAIL = (
     rf"@(?:[^\W_]|{_U})(?:[\w\-]|{_U})*(?:\.(?:[\w\-]|{_U})+)*\.(?:[^\W\d_]|{_U}){{2}}"
 )
+_TRIGGER_ENCODED_EMAIL = r"%40[^\W_][\w\-]*(?:\.[\w\-]+)*\.[^\W\d_]{2}"
 _TRIGGER_URL_PASSWORD = (
     rf"(?://|\\/\\/)(?:[^\s:/?#@\[\]\"\\]|\\[\"\\]|{_U})*:(?:[^\s/?#@\"\\]|\\[\"\\]|{_U})+@"
 )
@@ -998,6 +1009,8 @@ def scrub_payloads(frame: pl.DataFrame, configs: Mapping[int, ScrubConfig]) -> p
                        f"${{1}}${{2}}${{3}}{MARKER}")
     payload = _replace(payload, _where(rows, payload, _TRIGGER_EMAIL), _JSON_EMAIL,
                        f"${{1}}{MARKER}")
+    payload = _replace(payload, _where(rows, payload, _TRIGGER_ENCODED_EMAIL),
+                       _JSON_ENCODED_EMAIL, f"${{1}}{MARKER}")
     payload = _fill_auto_ips(payload, rows, project, client_ip, configs)
 
     # 2. Which events the walk must see, and which of its rules to run.

@@ -683,3 +683,16 @@ def test_compound_sensitive_key_names(key: str) -> None:
     assert orjson.loads(scrub_one(event)) == {
         "extra": {key: MARKER}, "request": {"query_string": f"{key}={MARKER}&page=2"},
         "message": f"failed with {key}={MARKER}"}
+
+
+def test_url_encoded_emails() -> None:
+    event = {"request": {"query_string": "email=jane.doe%40example.com&next=%2F",
+                         "data": "email=jane.doe%40example.com&name=Jane",
+                         "url": "https://shop.example.com/?next=%2Fjane%40example.com"},
+             "message": "discount 100%40 off"}  # no domain after %40: no email
+    expected = {"request": {"query_string": f"email={MARKER}&next=%2F",
+                            "data": f"email={MARKER}&name=Jane",
+                            "url": f"https://shop.example.com/?next={MARKER}"},
+                "message": "discount 100%40 off"}
+    assert orjson.loads(scrub_one(event)) == expected
+    assert orjson.loads(scrub_event_json(orjson.dumps(event).decode())) == expected
