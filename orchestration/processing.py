@@ -313,14 +313,19 @@ def apply_issue_changes(
                 title=case((latest, bindparam("b_title")), else_=issue.title),
                 culprit=case((latest, bindparam("b_culprit")), else_=issue.culprit),
                 level=case((latest, bindparam("b_level")), else_=issue.level),
+                # The release of the earliest event naming one: a batch's release replaces
+                # the stored one if it came earlier, or if none was known.
                 first_release_id=case(
-                    (bindparam("b_first_seen") < issue.first_seen, bindparam("b_release_id")),
+                    (bindparam("b_release_id").is_(None), issue.first_release_id),
+                    (issue.first_release_id.is_(None), bindparam("b_release_id")),
+                    (bindparam("b_release_seen") < issue.first_seen, bindparam("b_release_id")),
                     else_=issue.first_release_id),
             ),
             [{"b_id": r["id"], "b_times_seen": r["times_seen"], "b_first_seen": r["first_seen"],
               "b_last_seen": r["last_seen"], "b_title": r["title"] or "<untitled>",
               "b_culprit": r["culprit"], "b_level": r["level"][:16],
-              "b_release_id": releases.get((r["organization_id"], r["first_release"]))}
+              "b_release_id": releases.get((r["organization_id"], r["first_release"])),
+              "b_release_seen": r["first_release_seen"]}
              for r in changes.seen.iter_rows(named=True)],
         )
     org_of = dict(rows.select("project_id", "organization_id").unique().rows())

@@ -70,7 +70,11 @@ def summarize_batch(event_rows: pl.DataFrame) -> pl.DataFrame:
             pl.col("title").last(),
             pl.col("culprit").last(),
             pl.col("level").last(),
-            pl.col("release").first().alias("first_release"),
+            # "Introduced in": the release of the earliest event that names one.
+            pl.col("release").filter(pl.col("release") != "").first().fill_null("")
+            .alias("first_release"),
+            pl.col("timestamp").filter(pl.col("release") != "").min()
+            .alias("first_release_seen"),
             pl.col("release").filter(pl.col("release") != "").alias("releases"),
         )
     )
@@ -92,7 +96,7 @@ def plan_issue_changes(
     )
     known = joined.filter(pl.col("id").is_not_null())
     seen = known.select("id", "organization_id", "title", "culprit", "level", "first_seen",
-                        "last_seen", "times_seen", "first_release")
+                        "last_seen", "times_seen", "first_release", "first_release_seen")
     regressed_rows = []
     for row in known.filter(pl.col("status") == "resolved").iter_rows(named=True):
         release = _regressing_release(row, release_dates)

@@ -136,6 +136,27 @@ def test_a_new_release_reopens_a_resolved_issue(runner: IngestStack) -> None:
     assert reopened.times_seen == 3
 
 
+def test_first_release_comes_from_the_first_event_that_names_one(runner: IngestStack) -> None:
+    stack = runner
+    marker = uuid.uuid4().hex[:8]
+    engine = db.make_engine(stack.settings.database_url)
+
+    def send(**release: str) -> None:
+        event = {"event_id": uuid.uuid4().hex, "level": "error", "message": f"stale {marker}",
+                 **release}
+        assert post(stack, "store", json.dumps(event).encode()).status_code == 200
+
+    def the_issue() -> Issue | None:
+        with db.system_session(engine) as session:
+            return session.scalar(select(Issue).where(Issue.title.contains(marker)))
+
+    send()  # an app that set no release at first
+    assert wait_for(the_issue).first_release_id is None
+    send(release="shop@3.0.0")
+    issue = wait_for(lambda: (i := the_issue()) and i.times_seen == 2 and i)
+    assert release_version(stack.settings, issue.first_release_id) == "shop@3.0.0"
+
+
 def test_running_a_processed_window_again_changes_nothing(runner: IngestStack) -> None:
     stack = runner
     engine = db.make_engine(stack.settings.database_url)

@@ -73,6 +73,14 @@ def test_new_issues_get_first_release_and_counts() -> None:
     assert changes.seen.is_empty() and changes.regressed.is_empty()
 
 
+def test_first_release_is_the_earliest_event_naming_one() -> None:
+    # The earliest event has no release (an SDK set up without one): the next one's counts.
+    batch = summarize_batch(rows(("a", 1, ""), ("a", 3, "1.0.5"), ("a", 2, "1.0.4")))
+    new = plan_issue_changes(batch, existing()).new.row(0, named=True)
+    assert new["first_release"] == "1.0.4"
+    assert new["first_seen"] == T0 + timedelta(minutes=1)
+
+
 def test_seen_again_and_regressions() -> None:
     batch = summarize_batch(rows(
         ("open", 1, "1.0.4"),
