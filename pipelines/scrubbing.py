@@ -184,12 +184,14 @@ _IBAN_RE = re.compile(
     r"(?<![A-Za-z0-9])([A-Z]{2})[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?"
     r"(?![A-Za-z0-9])"
 )
-# `key=value`, `key: value`, `"key": "value"`, `'key': 'value'` inside text. The value is a
-# quoted string, or runs to whitespace, `&`, a quote, or a `,`/`;` followed by a space (so a
-# password containing a comma goes whole, while "password=x, user=y" keeps "user=y").
+# `key=value`, `key: value`, `key => value`, `"key": "value"`, `'key': b'value'` inside text.
+# The value is a quoted string (to the end of the text if its quote was left open), or runs to
+# whitespace, `&`, a quote, or a `,`/`;` followed by a space (so a password containing a comma
+# goes whole, while "password=x, user=y" keeps "user=y").
 _KEY_VALUE_RE = re.compile(
-    r"""(?<![\w\-.])([\w\-.]+)(["']?\s*[=:]\s*)"""
-    r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'"""
+    r"""(?<![\w\-.])([\w\-.]+)(["']?\s*(?:=>|[=:])\s*)"""
+    r"""([bBuU]?"(?:[^"\\]|\\.)*"|[bBuU]?'(?:[^'\\]|\\.)*'"""
+    r"""|["'](?:[^"'\\]|\\.)*\Z"""  # a quote an SDK's truncation left open
     rf"""|(?:(?:{_SCHEMES})\s+)?(?:[^\s&,;"']|[,;](?=\S))+)"""
 )
 # printf- and format-style placeholders: a message template's `password=%s` is no secret.
@@ -197,7 +199,7 @@ _PLACEHOLDER_RE = re.compile(
     r"%(?:\((\w+)\))?[#0\- +]*(?:\*|[0-9]+)?(?:\.(?:\*|[0-9]+))?[diouxXeEfFgGcrsa%]"
     r"|\{(\w*)(?:[:!][^{}]*)?\}"
 )
-_SLOT_KEY_RE = re.compile(r"([\w\-.]+)[\"']?\s*[=:]\s*[\"']?$")
+_SLOT_KEY_RE = re.compile(r"([\w\-.]+)[\"']?\s*(?:=>|[=:])\s*[\"']?$")
 
 # Registered IBAN lengths by country (ISO 13616); a candidate of another length is not one.
 _IBAN_LENGTHS = {
@@ -500,7 +502,7 @@ _JSON_KEY_VALUE = (
     rf"{_KEY_CHAR}*(?:{_CONTAINED.replace('[-_. ]', '[-_.]')}){_KEY_CHAR}*"
     rf"|{_KEY_CHAR}*(?:{_WORD_END})(?:{_KEY_NON_LETTER}{_KEY_CHAR}*)?"
     rf"|(?:{_KEY_CHAR}*{_KEY_NON_LETTER})?(?:{_WORD})(?:{_KEY_NON_LETTER}{_KEY_CHAR}*)?"
-    r")( *[=:] *)[^&\" ]+"
+    r")( *(?:=>|[=:]) *)[^&\" ]+"
 )
 # The start of a JSON string, read from the start of the text (without escapes, which the
 # events concerned do not have, quotes open and close strings in turn).
@@ -527,6 +529,7 @@ _QUICK_KEY_VALUE_EXCLUDED = "|".join((
     rf'"email"\s*:\s*"\[(?:(?:{_NOT_FILTERED8})[^"]|Filtered[^\]"])"',
     r'[=:] *[^\s&"]*[=:] |[=:] *[^\s&"]+ +[=:]',
     rf"[=:] *(?:{_SCHEMES}) ",
+    r"(?i:cookie)[\w.\-]* *[=:]",  # the walk filters a cookie header's pairs to the line end
 ))
 
 
@@ -839,6 +842,10 @@ class _Scrubber:
             parts.append(text[pos:match.start(3)])
             parts.append(f"{value[0]}{MARKER}{value[0]}" if quoted else MARKER)
             pos = match.end()
+            if "cookie" in key.lower():
+                # `Cookie: theme=dark; sid=x`: every pair of the header is a cookie.
+                line_end = text.find("\n", pos)
+                pos = len(text) if line_end < 0 else line_end
         if not parts:
             return text
         parts.append(text[pos:])

@@ -696,3 +696,18 @@ def test_url_encoded_emails() -> None:
                 "message": "discount 100%40 off"}
     assert orjson.loads(scrub_one(event)) == expected
     assert orjson.loads(scrub_event_json(orjson.dumps(event).decode())) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('{"password"=>"hunter2x"}', f'{{"password"=>"{MARKER}"}}'),  # Ruby and PHP dumps
+    ("'password' => 'hunter2x'", f"'password' => '{MARKER}'"),
+    ("{'password': b'hunter2x'}", f"{{'password': {MARKER}}}"),  # Python reprs
+    ("{'password': u'hunter2x'}", f"{{'password': {MARKER}}}"),
+    ("password='hunter2x", f"password={MARKER}"),  # a repr cut short by the SDK
+    ("Cookie: theme=dark; sid=hunter2x\nAccept: */*", f"Cookie: {MARKER}\nAccept: */*"),
+])
+def test_key_value_in_other_languages_dumps(text: str, expected: str) -> None:
+    event = {"message": text, "extra": {"note": text}}
+    want = {"message": expected, "extra": {"note": expected}}
+    assert orjson.loads(scrub_one(event)) == want
+    assert orjson.loads(scrub_event_json(orjson.dumps(event).decode())) == want

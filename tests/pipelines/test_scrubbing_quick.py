@@ -26,6 +26,7 @@ PIECES = (
     "1", MARKER, "-", "_", ".", "sessions", "bypass", "auth", "xtoken", "sk_123", "session_id",
     "pwd", "cvv", "jwt", "my.token", "token_x", "PASSWORD", "Authorization", "author", "abc",
     "hunter2", "Max_Tokens", "csrf", "ssn", "pass1", "1pass", "@", "#", "//", "==", "::",
+    "=>", ">", "Cookie", "b",
 )
 NOT_PLAIN = ("%s", "{", "'", ",", ";", "é")
 
@@ -96,7 +97,7 @@ def test_quick_path_gives_what_the_walk_gives(pieces: tuple[str, ...],
         payloads.append(orjson.dumps(event).decode() if rng.random() < 0.8 else
                         json.dumps(event))
     fast, walked, taken = scrubbed_both_ways(payloads, monkeypatch)
-    assert taken > 500  # the quick path was tried on many events
+    assert taken > 300  # the quick path was tried on many events
     assert [(p, f) for p, f, w in zip(payloads, fast, walked, strict=True)
             if orjson.loads(f) != orjson.loads(w)] == []
 
