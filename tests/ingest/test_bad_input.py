@@ -277,6 +277,19 @@ def test_brotli_and_deflate_bodies_are_accepted(ingest_stack: IngestStack) -> No
         assert response.status_code == 200, (encoding, response.text)
 
 
+def test_multi_member_gzip_body_is_read_whole(ingest_stack: IngestStack) -> None:
+    first, second = an_event(), an_event()
+    body = envelope(first, second)
+    cut = body.index(b'{"type"', body.index(b'{"type"') + 1)  # the second item's header
+    two_members = gzip.compress(body[:cut]) + gzip.compress(body[cut:])  # `cat a.gz b.gz`
+    response = post(ingest_stack, "envelope", two_members, {"Content-Encoding": "gzip"})
+    assert response.status_code == 200, response.text
+    ingest_stack.landed("event_id = {id:UUID}", {"id": second["event_id"]}, expected=1)
+    trailing = post(ingest_stack, "envelope", gzip.compress(body) + b"junk",
+                    {"Content-Encoding": "gzip"})
+    assert_error(trailing, 400, "4 bytes after the end of its data that are not another gzip")
+
+
 def test_unknown_content_encoding_is_415(ingest_stack: IngestStack) -> None:
     response = post(ingest_stack, "envelope", envelope(an_event()),
                     {"Content-Encoding": "compress"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 
 import pytest
 
@@ -51,6 +52,35 @@ def test_decoding_limits_apply_to_the_decompressed_size() -> None:
         decode_body(b"x" * 10, None, 9)
     with pytest.raises(BadEncoding, match="truncated"):
         decode_body(data[:-8], "gzip", 10_000)
+
+
+def test_every_gzip_member_is_decoded_under_one_cap() -> None:
+    a, b = gzip.compress(b"a" * 3000), gzip.compress(b"b" * 3000)
+    assert decode_body(a + b, "gzip", 6000) == b"a" * 3000 + b"b" * 3000  # `cat a.gz b.gz`
+    assert decode_body(a + gzip.compress(b"") + b, "x-gzip", 6000) == b"a" * 3000 + b"b" * 3000
+    with pytest.raises(BodyTooLarge):  # the cap counts all members, not each
+        decode_body(a + b, "gzip", 5999)
+    with pytest.raises(BadEncoding, match="truncated"):
+        decode_body(a + b[:-8], "gzip", 10_000)
+    # Many members: each member's end must not copy the rest of the body (quadratic).
+    many = gzip.compress(b"x") * 5000
+    assert decode_body(many, "gzip", 10_000) == b"x" * 5000
+    with pytest.raises(BadEncoding, match="more than 10000 members"):
+        decode_body(gzip.compress(b"") * 10_001, "gzip", 10_000)
+
+
+@pytest.mark.parametrize(("data", "encoding", "text"), [
+    (gzip.compress(b"a") + b"garbage", "gzip", "7 bytes after the end of its data that are not"
+                                                 " another gzip member"),
+    (gzip.compress(b"a") + b"\x1f", "gzip", "1 bytes after the end"),
+    (zlib.compress(b"a") + b"xy", "deflate", "the deflate body has 2 bytes after the end"),
+    (zlib.compress(b"a")[2:-4] + b"xy", "deflate", "2 bytes after the end"),
+], ids=["gzip", "gzip-short", "zlib-deflate", "raw-deflate"])
+def test_bytes_after_the_compressed_data_are_an_error(
+    data: bytes, encoding: str, text: str
+) -> None:
+    with pytest.raises(BadEncoding, match=text):
+        decode_body(data, encoding, 10_000)
 
 
 def test_client_ip_believes_forwarded_for_only_from_trusted_proxies(
