@@ -3,7 +3,7 @@
 Goal (issue 5): 10,000 events/s processed on 2 cores; p95 under 5 s from the ingest's 200 to
 the issue existing in PostgreSQL, under steady load.
 
-1. The pipeline functions alone (scrub → symbolicate → fingerprint → event rows) on 100k
+1. The pipeline functions alone (symbolicate → scrub → fingerprint → event rows) on 100k
    realistic events, in batches of 10k as the runner would take them: in one process, then
    (1b) through the runner's pool of worker processes, one per core.
 2. Through the Dagster asset: 100k raw events landed in a real stack (`pulsetrace up`), as
@@ -128,17 +128,17 @@ def bench_functions(n: int, batch: int = 10_000) -> None:
 
     frame = raw_frame(n)
     configs = {p: ScrubConfig() for p in (1, 2, 3)}
-    stages: dict[str, float] = {"scrub": 0, "symbolicate": 0, "fingerprint": 0, "rows": 0}
+    stages: dict[str, float] = {"symbolicate": 0, "scrub": 0, "fingerprint": 0, "rows": 0}
     cache = SourceMapCache()
     started = time.perf_counter()
     for offset in range(0, n, batch):
         part = frame.slice(offset, batch)
         t = time.perf_counter()
-        part = scrub_payloads(part, configs)
-        stages["scrub"] += time.perf_counter() - t
-        t = time.perf_counter()
         part = symbolicate_payloads(part, NoSourceMaps(), cache)
         stages["symbolicate"] += time.perf_counter() - t
+        t = time.perf_counter()
+        part = scrub_payloads(part, configs)
+        stages["scrub"] += time.perf_counter() - t
         t = time.perf_counter()
         part = fingerprint_events(part)
         stages["fingerprint"] += time.perf_counter() - t

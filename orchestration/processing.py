@@ -1,6 +1,6 @@
 """One micro-batch: landed raw events in, processed events and issues out.
 
-Reads `raw_events` between two landing times, runs the pipelines (scrub → symbolicate →
+Reads `raw_events` between two landing times, runs the pipelines (symbolicate → scrub →
 fingerprint → rows), then in ONE PostgreSQL transaction upserts the issues, writes the
 processed rows to ClickHouse and moves the cursor. ClickHouse writes are idempotent
 (ReplacingMergeTree on the event id), and the issue counters and the cursor commit together,

@@ -1,4 +1,7 @@
-"""The whole pipeline over one batch of raw events: scrub → symbolicate → fingerprint → rows.
+"""The whole pipeline over one batch of raw events: symbolicate → scrub → fingerprint → rows.
+
+Symbolication comes first so that what it adds (source lines from the map, which can hold a
+hard-coded secret) is scrubbed with the rest of the event.
 
 Each event is processed on its own, so any split of a batch into parts gives, concatenated,
 the same rows as the whole: orchestration runs the parts in parallel processes.
@@ -38,9 +41,9 @@ def process_raw_events(
     cache: SourceMapCache | None = None,
 ) -> ProcessedRows:
     """Rows for `events`, `transactions` and `feedback` from a frame of raw events."""
-    scrubbed = scrub_payloads(raw, scrub_configs)
-    symbolicated = symbolicate_payloads(scrubbed, source_maps, cache)
-    fingerprinted = fingerprint_events(symbolicated)
+    symbolicated = symbolicate_payloads(raw, source_maps, cache)
+    scrubbed = scrub_payloads(symbolicated, scrub_configs)
+    fingerprinted = fingerprint_events(scrubbed)
     return ProcessedRows(event_rows(fingerprinted), transaction_rows(fingerprinted),
                          feedback_rows(fingerprinted))
 

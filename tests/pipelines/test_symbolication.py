@@ -31,6 +31,7 @@ import orjson
 import polars as pl
 import pytest
 
+from pipelines.batch import process_raw_events
 from pipelines.symbolication import (
     CacheStats,
     SourceMapCache,
@@ -651,3 +652,23 @@ def test_throughput(bundle: Bundle) -> None:
         print(
             f"\n{label}: {frame.height / elapsed:,.0f} events/s ({frame.height} in {elapsed:.2f} s)"
         )
+
+
+def test_source_lines_added_by_symbolication_are_scrubbed() -> None:
+    """A secret hard-coded in the original source must not reach processed events through
+    the context lines the map supplies: the whole pipeline scrubs after symbolicating."""
+    source = 'const password = "hunter2-in-source";\nfunction pay() {\n  charge();\n}\n'
+    sourcemap = {"version": 3, "sources": ["webpack:///./src/pay.js"], "sourcesContent": [source],
+                 "names": [], "mappings": "AAAA;AACA"}  # line 2 col 1 -> source line 2 col 1
+    event = {"event_id": uuid.uuid4().hex, "platform": "javascript", "release": RELEASE,
+             "exception": {"values": [{"type": "Error", "value": "declined", "stacktrace": {
+                 "frames": [{"abs_path": "https://shop.example.com/static/js/pay.min.js",
+                             "lineno": 2, "colno": 1, "function": "a", "in_app": True}]}}]}}
+    provider = DictSourceMaps(release_files={
+        (ORG, RELEASE, None, "~/static/js/pay.min.js"): json.dumps(sourcemap).encode()})
+    rows = process_raw_events(raw_frame([orjson.dumps(event).decode()]), {}, provider)
+    [stacktrace] = rows.events.get_column("stacktrace").to_list()
+    [frame] = orjson.loads(stacktrace)[0]["stacktrace"]["frames"]
+    assert frame["data"]["symbolicated"] is True
+    assert frame["pre_context"] == ['const password = "[Filtered]";']
+    assert "hunter2-in-source" not in stacktrace + rows.events.get_column("payload")[0]
