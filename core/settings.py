@@ -76,6 +76,12 @@ class Settings:
         default=60.0, metadata=_env("INGEST_RATE_LIMIT_WINDOW_SECONDS")
     )
     ingest_key_cache_seconds: float = field(default=5.0, metadata=_env("INGEST_KEY_CACHE_SECONDS"))
+    # How long ingest waits for a Redis reply before answering 503 + Retry-After (a Redis
+    # that is connected but silent: paused, stalled, half-open TCP); raise it for a slow
+    # link to an external Redis.
+    ingest_redis_timeout_seconds: float = field(
+        default=3.0, metadata=_env("INGEST_REDIS_TIMEOUT_SECONDS")
+    )
     # Processes the pipeline spreads a large batch over (0: one per core; 1: no pool).
     pipeline_workers: int = field(default=0, metadata=_env("PIPELINE_WORKERS"))
     # Which of SERVICES `up` starts (the embedded PostgreSQL, Redis and warehouse always,

@@ -69,12 +69,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     app = Flask(__name__)
     engine = db.make_engine(settings.database_url, pool_size=4, max_overflow=4)
-    redis = redis_client(settings.redis_url)
+    # The timeout also bounds /health's ping: a silent Redis answers 503, not a hang.
+    redis = redis_client(settings.redis_url, socket_timeout=settings.ingest_redis_timeout_seconds)
     state = app.extensions["pulsetrace_ingest"] = IngestState(
         settings=settings,
         engine=engine,
         keys=KeyCache(engine, settings.ingest_key_cache_seconds),
-        queue=LandingQueue(redis, settings.ingest_rate_limit_window_seconds),
+        queue=LandingQueue(redis, settings.ingest_rate_limit_window_seconds,
+                           read_timeout=settings.ingest_redis_timeout_seconds),
     )
     parse_user_agent("Mozilla/5.0")  # loads the parser's rules now, not in the first request
     app.register_blueprint(api_blueprint)

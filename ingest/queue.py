@@ -237,8 +237,9 @@ class LandingQueue:
     """
 
     def __init__(self, client: redis.Redis, window_seconds: float,
-                 stream: str = LANDING_STREAM) -> None:
+                 stream: str = LANDING_STREAM, read_timeout: float = 3.0) -> None:
         self.client = client
+        self.read_timeout = read_timeout
         self.stream = stream
         self.window_ms = max(1, int(window_seconds * 1000))
         self.window_seconds = window_seconds
@@ -330,10 +331,12 @@ class LandingQueue:
         if self._conn is None or self._conn_pid != os.getpid():
             pool = self.client.connection_pool
             # No built-in retries with backoff: _run reconnects once, then ingest answers 503
-            # and the SDK retries later.
-            self._conn = pool.connection_class(
-                **{**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)}
-            )
+            # and the SDK retries later. The read timeout bounds a call to a Redis that is
+            # connected but silent; every request of the process waits on this one call.
+            self._conn = pool.connection_class(**{
+                **pool.connection_kwargs, "retry": Retry(NoBackoff(), 0),
+                "socket_timeout": self.read_timeout,
+            })
             self._conn_pid = os.getpid()
         return self._conn
 
@@ -341,9 +344,10 @@ class LandingQueue:
         try:
             return self._evalsha(self._connection(), keys, args)
         except (redis.ConnectionError, redis.TimeoutError):
-            # A dropped connection (Redis restarted, idle timeout): reconnect once. Should the
-            # script have run before the reply was lost, the retry finds the event ids seen
-            # and answers DUPLICATE, so nothing is enqueued twice.
+            # A dropped connection (Redis restarted, idle timeout, a half-open one that only
+            # times out): reconnect once, so a silent Redis costs two read timeouts. Should
+            # the script have run before the reply was lost, the retry finds the event ids
+            # seen and answers DUPLICATE, so nothing is enqueued twice.
             conn = self._connection()
             conn.disconnect()
             try:

@@ -4,9 +4,11 @@ warehouse (from tests/conftest.py), the ingest server (granian) and the landing 
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +62,17 @@ class IngestStack:
 
     def columns(self) -> list[str]:
         return [r[0] for r in self.warehouse.query("DESCRIBE TABLE raw_events").result_rows]
+
+
+@contextmanager
+def silent_server() -> Iterator[str]:
+    """A TCP server that takes connections and never answers (a paused Redis, a half-open
+    connection): the kernel completes the handshakes, nothing ever reads. Yields its
+    redis:// URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        yield f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
 
 
 def new_project(settings: Settings) -> BootstrapResult:

@@ -19,7 +19,7 @@ from ingest.landing import LandingRow, encode_row
 from ingest.queue import LANDING_STREAM
 from tests.conftest import start_service
 from tests.ingest.test_bad_input import an_event, envelope, post
-from tests.stack import IngestStack
+from tests.stack import IngestStack, silent_server
 
 
 def test_a_retried_event_lands_once(ingest_stack: IngestStack) -> None:
@@ -205,6 +205,29 @@ def test_redis_down_is_503_with_retry_after(stack_settings: Settings, ingest_sta
         assert "retry later" in response.json()["detail"]
     finally:
         ingest.stop()
+
+
+def test_silent_redis_is_503_within_the_timeout(stack_settings: Settings,
+                                               ingest_stack: IngestStack) -> None:
+    import dataclasses
+
+    with silent_server() as url:
+        silent = dataclasses.replace(stack_settings, ingest_port=free_port(),
+                                     external_redis_url=url, ingest_redis_timeout_seconds=1.0)
+        spec = ingest_service(silent)
+        # /health pings Redis: it answers 503 after the timeout instead of hanging.
+        spec.health = lambda: requests.get(f"{spec.url}/health", timeout=5).status_code == 503
+        ingest = start_service(spec, silent)
+        try:
+            started = time.monotonic()
+            response = requests.post(
+                f"{spec.url}/api/{ingest_stack.project.project_id}/envelope/",
+                data=envelope(an_event()), headers=ingest_stack.auth(), timeout=30)
+            assert response.status_code == 503
+            assert response.headers["Retry-After"] == "5"
+            assert time.monotonic() - started < 4  # two reads of 1 s (one reconnect)
+        finally:
+            ingest.stop()
 
 
 def test_killing_the_worker_mid_batch_loses_nothing(ingest_stack: IngestStack) -> None:

@@ -18,7 +18,7 @@ from core.redis import redis_client
 from core.warehouse import connect
 from ingest.landing import LandingRow, drain, encode_row
 from ingest.queue import ACCEPTED, DUPLICATE, ROWS_FIELD, EnqueueResult, LandingQueue
-from tests.stack import IngestStack
+from tests.stack import IngestStack, silent_server
 
 
 def a_row(project_id: int, event_id: str, org_id: int = 1) -> bytes:
@@ -155,6 +155,30 @@ def test_a_redis_error_reaches_every_request_of_the_call(stream: str) -> None:
     for thread in threads:
         thread.join(20)
     assert len(errors) == 5
+
+
+def test_a_silent_redis_fails_the_call_after_the_read_timeout(stream: str) -> None:
+    # Connected, but no reply ever comes: the call must fail (ingest answers 503), not hang
+    # every request of the process behind it.
+    with silent_server() as url:
+        queue = LandingQueue(redis.Redis.from_url(url, socket_connect_timeout=2), 60.0,
+                             stream=stream, read_timeout=0.5)
+        errors: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                queue.enqueue(1, 7005, 10**6, [(uuid.uuid4().hex, a_row(7005, "x"))])
+            except redis.RedisError as exc:
+                errors.append(exc)
+
+        started = time.monotonic()
+        thread = threading.Thread(target=send, daemon=True)
+        thread.start()
+        thread.join(20)
+        elapsed = time.monotonic() - started
+    assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], redis.TimeoutError)
+    assert elapsed < 2.5  # two reads of 0.5 s (one reconnect), not redis-py's 5 s each
 
 
 class ArrivalsDuringInserts:
