@@ -144,11 +144,20 @@ def is_sensitive_key(name: str) -> bool:
     return known
 
 
-# Keys whose values are client IP addresses; they follow the project's ip mode.
-_IP_KEYS = frozenset({
-    "ip_address", "remote_addr", "x-forwarded-for", "x-real-ip", "forwarded",
-    "cf-connecting-ip", "true-client-ip", "x-client-ip",
-})
+# Keys whose values are client IP addresses; they follow the project's ip mode. Header names
+# of proxies and CDNs (x-forwarded-for, cf-connecting-ipv6, fastly-client-ip, ...), as CGI
+# environment names too (HTTP_X_REAL_IP), and SDK fields (ip_address, client_ip).
+_IP_KEY_RE = re.compile(
+    r"(?:^|[-_])(?:ip[-_]?address|client[-_]ip|remote[-_]addr|real[-_]ip|connecting[-_]ipv?6?"
+    r"|forwarded(?:[-_]for)?|external[-_]address)$"
+)
+
+
+def is_ip_key(lowered: str) -> bool:
+    """Whether values under this (lowercased) key name are client IPs."""
+    return _IP_KEY_RE.search(lowered) is not None
+
+
 _AUTO_IP_RE = re.compile(r"\{\{\s*auto\s*\}\}")  # "fill in the sender's IP", from SDKs
 
 
@@ -474,7 +483,8 @@ _TRIGGER_USER_EMAIL = (
 # IP fields with a value the ip mode has not replaced yet (not a hash, not empty), in the
 # lowered JSON text.
 _TRIGGER_IP_FIELDS = (
-    r"(?:ip_address|remote_addr|forwarded|real-ip|client-ip|connecting-ip)[\w\-]*\"\s*[:,]\s*"
+    r"(?:ip_?address|remote_addr|forwarded|real[-_]ip|client[-_]ip|connecting[-_]ip"
+    r"|external[-_]address)[\w\-]*\"\s*[:,]\s*"
     r"\"(?:(?:[^\"\\]|\\.)*(?:[^0-9a-f\"\\]|\\.)(?:[^\"\\]|\\.)*|[0-9a-f]{1,31}|[0-9a-f]{33,})\""
 )
 # What the JSON-text regexes may misread, so such events get every rule in Python instead: a
@@ -576,7 +586,7 @@ class _Scrubber:
     def __init__(self, config: ScrubConfig, mask: int) -> None:
         self.config = config
         self.safe = frozenset(name.lower() for name in config.safe_fields)
-        self.ip_keys = _IP_KEYS if config.ip_mode != "keep" else frozenset()
+        self.ip_fields = config.ip_mode != "keep"  # they follow the ip mode
         # Only the rules not already applied to the JSON text, see scrub_payloads.
         self.patterns = bool(mask & _PATTERNS)
         self.key_values = bool(mask & _KEY_VALUE)
@@ -656,7 +666,7 @@ class _Scrubber:
             lowered = key.lower()
             if lowered in self.safe:
                 kind = _SAFE_KEY
-            elif lowered in self.ip_keys:
+            elif self.ip_fields and is_ip_key(lowered):
                 kind = _IP_KEY
             else:
                 kind = _SENSITIVE_KEY if is_sensitive_key(key) else _PLAIN_KEY

@@ -711,3 +711,21 @@ def test_key_value_in_other_languages_dumps(text: str, expected: str) -> None:
     want = {"message": expected, "extra": {"note": expected}}
     assert orjson.loads(scrub_one(event)) == want
     assert orjson.loads(scrub_event_json(orjson.dumps(event).decode())) == want
+
+
+def test_ip_fields_of_proxies_cdns_and_sdks_follow_the_ip_mode() -> None:
+    ip = "203.0.113.77"
+    fields = {"request": {"env": {"HTTP_X_FORWARDED_FOR": ip, "REMOTE_ADDR": ip},
+                          "headers": {"Fastly-Client-IP": ip, "X-Envoy-External-Address": ip,
+                                      "x-vercel-forwarded-for": ip, "CF-Connecting-IPv6": ip,
+                                      "X-Original-Forwarded-For": ip}},
+              "sdk": {"client_ip": ip}, "contexts": {"edge": {"client_ip": ip}},
+              "tags": [["client_ip", ip]], "extra": {"ip_address_count": 3}}
+    for mode, replaced in (("drop", MARKER), ("hash", hash_ip(ip, "s3"))):
+        config = ScrubConfig(ip_mode=mode, hash_salt="s3")
+        out = orjson.loads(scrub_one(fields, config, client_ip=ip))
+        assert ip not in orjson.dumps(out).decode(), mode
+        assert out["request"]["env"]["HTTP_X_FORWARDED_FOR"] == replaced
+        assert out["sdk"]["client_ip"] == replaced
+        assert out["extra"] == {"ip_address_count": 3}  # a count, not an address
+    assert orjson.loads(scrub_one(fields, ScrubConfig(ip_mode="keep"), client_ip=ip)) == fields
