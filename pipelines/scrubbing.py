@@ -719,7 +719,7 @@ class _Scrubber:
                 new = self._item(key, value)
                 if new is not value:
                     mapping[key] = new
-            if self.patterns:
+            if self.patterns or self.extras:
                 new_key = self._pattern_text(key)  # keys can be PII too: {"jane@example.com": 1}
                 if new_key != key:
                     renamed.append((key, new_key))
@@ -753,10 +753,14 @@ class _Scrubber:
         self.depth -= 1
 
     def _pattern_text(self, text: str) -> str:
-        """Only the pattern rules: for keys, and for the user's id and username."""
+        """Only the pattern rules (those not applied to the JSON text already) and the
+        project's extra patterns: for keys, and for the user's id and username."""
         result = text
-        for rule in _PATTERN_RULES:
-            result = rule(result)
+        if self.patterns:
+            for rule in _PATTERN_RULES:
+                result = rule(result)
+        for pattern in self.extras:
+            result = pattern.sub(MARKER, result)
         if result != text:
             self.changed = True
         return result
@@ -809,7 +813,8 @@ class _Scrubber:
             if lowered in ("id", "username"):
                 # How developers recognise the affected user: numeric ids are not checked
                 # for card numbers; an email or a credential in them is filtered.
-                new = self._pattern_text(value) if self.patterns and type(value) is str else value
+                new = (self._pattern_text(value) if (self.patterns or self.extras)
+                       and type(value) is str else value)
             elif lowered == "ip_address":
                 new = self._ip(value, "")  # like the client_ip column
             elif lowered == "email":

@@ -729,3 +729,11 @@ def test_ip_fields_of_proxies_cdns_and_sdks_follow_the_ip_mode() -> None:
         assert out["sdk"]["client_ip"] == replaced
         assert out["extra"] == {"ip_address_count": 3}  # a count, not an address
     assert orjson.loads(scrub_one(fields, ScrubConfig(ip_mode="keep"), client_ip=ip)) == fields
+
+
+def test_extra_patterns_also_cover_keys_and_the_user_id() -> None:
+    event = {"extra": {"EMP-123456": "x", "note": "EMP-654321"},
+             "user": {"id": "EMP-123456", "username": "EMP-1"}}
+    config = ScrubConfig(extra_patterns=(r"EMP-\d{6}",))
+    expected = {"extra": {MARKER: "x", "note": MARKER}, "user": {"id": MARKER, "username": "EMP-1"}}
+    assert orjson.loads(scrub_one(event, config)) == expected
