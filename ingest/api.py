@@ -25,7 +25,14 @@ from flask import Blueprint, current_app, request
 from werkzeug.http import HTTP_STATUS_CODES
 
 from ingest import metrics
-from ingest.auth import AuthError, KeyInfo, key_from_dsn, origin_allowed, parse_auth_header
+from ingest.auth import (
+    AuthError,
+    KeyInfo,
+    KeysUnavailable,
+    key_from_dsn,
+    origin_allowed,
+    parse_auth_header,
+)
 from ingest.decoding import BadEncoding, BodyTooLarge, decode_body
 from ingest.envelope import EnvelopeError, EnvelopeItem, parse_envelope
 from ingest.landing import LandingRow, encode_row
@@ -234,6 +241,11 @@ def authenticate(req: Request, st: IngestState, project_id: int, public_key: obj
         info = st.keys.authenticate(public_key, project_id)
     except AuthError as exc:
         raise ApiError(exc.status, exc.message, "auth") from None
+    except KeysUnavailable:  # PostgreSQL down or restarting: the SDK sends it again later
+        raise ApiError(
+            503, "the DSN key cannot be checked right now; retry later", "keys_unavailable",
+            {"Retry-After": "5"},
+        ) from None
     if not origin_allowed(info, header(req, "HTTP_ORIGIN")):
         raise ApiError(403, "this origin is not allowed for the project", "origin")
     return info

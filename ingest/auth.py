@@ -2,7 +2,9 @@
 
 The key may come in `X-Sentry-Auth` (server SDKs), `?sentry_key=` (browser SDKs, to avoid a
 CORS preflight) or the envelope header's `dsn`. Keys are looked up in PostgreSQL and cached
-in the process for a few seconds, so a revoked key stops working within that time.
+in the process for a few seconds, so a revoked key stops working within that time. While
+PostgreSQL cannot be reached, a key looked up in the last few minutes is served as it was
+last seen (a database restart must not stop ingest); any other key raises KeysUnavailable.
 """
 
 from __future__ import annotations
@@ -14,11 +16,17 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from core.db import system_session
 from core.models import Project, ProjectKey
 
 _PUBLIC_KEY = re.compile(r"^[0-9a-f]{32}$")
+# How long after its last successful load a key is still served while PostgreSQL is down.
+STALE_KEY_SECONDS = 300.0
+# What a database that is down, restarting or unreachable raises (not what a bug raises).
+_DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
 
 
 class AuthError(Exception):
@@ -58,23 +66,37 @@ def key_from_dsn(dsn: object) -> str | None:
     return urlsplit(dsn).username
 
 
+class KeysUnavailable(Exception):
+    """PostgreSQL could not be asked about a key, and no recent answer about it is cached."""
+
+
 class KeyCache:
-    def __init__(self, engine: Engine, ttl_seconds: float) -> None:
+    def __init__(self, engine: Engine, ttl_seconds: float,
+                 stale_seconds: float = STALE_KEY_SECONDS) -> None:
         self.engine = engine
         self.ttl = ttl_seconds
-        self._entries: dict[str, tuple[float, KeyInfo | None]] = {}
+        self.stale_seconds = stale_seconds
+        # public key -> (expires at, loaded at, info); None: no such key
+        self._entries: dict[str, tuple[float, float, KeyInfo | None]] = {}
         self._lock = threading.Lock()
 
     def lookup(self, public_key: str) -> KeyInfo | None:
         now = time.monotonic()
         cached = self._entries.get(public_key)
         if cached is not None and cached[0] > now:
-            return cached[1]
-        info = self._load(public_key)
+            return cached[2]
+        try:
+            info = self._load(public_key)
+            loaded_at = now
+        except _DATABASE_DOWN as exc:
+            if cached is None or now - cached[1] > self.stale_seconds:
+                raise KeysUnavailable(str(exc).splitlines()[0]) from exc
+            # Served as last loaded; tried again after another TTL, not by every request.
+            _, loaded_at, info = cached
         with self._lock:
             if len(self._entries) > 100_000:  # bad keys must not grow memory without bound
                 self._entries.clear()
-            self._entries[public_key] = (now + self.ttl, info)
+            self._entries[public_key] = (now + self.ttl, loaded_at, info)
         return info
 
     def _load(self, public_key: str) -> KeyInfo | None:

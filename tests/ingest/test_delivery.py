@@ -6,20 +6,24 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+import pytest
 import requests
+from sqlalchemy.engine import make_url
 
 from cli.bootstrap import BootstrapResult
 from cli.stack import ingest_service, landing_worker_service
+from core import db
 from core.embedded.process import ManagedProcess, free_port
 from core.redis import redis_client
 from core.settings import Settings
+from ingest.auth import KeyCache, KeysUnavailable
 from ingest.landing import LandingRow, encode_row
 from ingest.queue import LANDING_STREAM
 from tests.conftest import start_service
 from tests.ingest.test_bad_input import an_event, envelope, post
-from tests.stack import IngestStack, silent_server
+from tests.stack import CuttableProxy, IngestStack, silent_server
 
 
 def test_a_retried_event_lands_once(ingest_stack: IngestStack) -> None:
@@ -228,6 +232,82 @@ def test_silent_redis_is_503_within_the_timeout(stack_settings: Settings,
             assert time.monotonic() - started < 4  # two reads of 1 s (one reconnect)
         finally:
             ingest.stop()
+
+
+@pytest.fixture
+def postgres_proxy(postgres_url: str) -> Iterator[tuple[CuttableProxy, str]]:
+    """A proxy in front of the session's PostgreSQL, and the database URL through it."""
+    url = make_url(postgres_url)
+    proxy = CuttableProxy(url.host or "127.0.0.1", url.port or 5432)
+    try:
+        yield proxy, url.set(port=proxy.port).render_as_string(hide_password=False)
+    finally:
+        proxy.close()
+
+
+def test_a_cached_key_outlives_postgres_only_for_the_grace_period(
+    ingest_stack: IngestStack, fresh_project: BootstrapResult,
+    postgres_proxy: tuple[CuttableProxy, str],
+) -> None:
+    proxy, url = postgres_proxy
+    engine = db.make_engine(url)
+    cache = KeyCache(engine, ttl_seconds=0.2, stale_seconds=1.5)
+    try:
+        key, project_id = fresh_project.public_key, fresh_project.project_id
+        info = cache.authenticate(key, project_id)
+        proxy.cut()
+        time.sleep(0.3)  # past the TTL: the reload fails, the last answer is served
+        assert cache.authenticate(key, project_id) == info
+        with pytest.raises(KeysUnavailable):  # never looked up: nothing to serve
+            cache.authenticate(ingest_stack.project.public_key, ingest_stack.project.project_id)
+        time.sleep(1.5)  # past the grace period
+        with pytest.raises(KeysUnavailable):
+            cache.authenticate(key, project_id)
+        proxy.restore()
+        assert cache.authenticate(key, project_id) == info
+    finally:
+        engine.dispose()
+
+
+def test_postgres_down_serves_cached_keys_and_is_503_for_others(
+    stack_settings: Settings, ingest_stack: IngestStack, fresh_project: BootstrapResult,
+    postgres_proxy: tuple[CuttableProxy, str], set_key: Callable[..., None],
+) -> None:
+    import dataclasses
+
+    proxy, url = postgres_proxy
+    settings = dataclasses.replace(stack_settings, ingest_port=free_port(),
+                                   external_database_url=url)
+    spec = ingest_service(settings)
+    # One worker process: the key cache is per process.
+    spec.argv[spec.argv.index("--workers") + 1] = "1"
+    ingest = start_service(spec, settings)
+
+    def send(project: BootstrapResult) -> requests.Response:
+        return requests.post(f"{spec.url}/api/{project.project_id}/envelope/",
+                             data=envelope(an_event()),
+                             headers=ingest_stack.auth(project.public_key), timeout=30)
+
+    try:
+        assert send(fresh_project).status_code == 200  # the key is now cached
+        proxy.cut()
+        time.sleep(1.5)  # past the key cache's TTL (1 s in tests)
+        stale = send(fresh_project)
+        assert stale.status_code == 200, stale.text
+        unknown = send(ingest_stack.project)  # never looked up by this process
+        assert unknown.status_code == 503, unknown.text
+        assert unknown.headers["Retry-After"] == "5"
+        assert "retry later" in unknown.json()["detail"]
+        # PostgreSQL back: a revoked key stops working within seconds, as before.
+        proxy.restore()
+        set_key(fresh_project.public_key, is_active=False)
+        deadline = time.monotonic() + 10
+        while (response := send(fresh_project)).status_code == 200:
+            assert time.monotonic() < deadline, "the revoked key still works"
+            time.sleep(0.2)
+        assert response.status_code == 403 and "revoked" in response.json()["detail"]
+    finally:
+        ingest.stop()
 
 
 def test_killing_the_worker_mid_batch_loses_nothing(ingest_stack: IngestStack) -> None:
