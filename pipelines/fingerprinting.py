@@ -121,8 +121,19 @@ _ZONE = r"(?:\s?(?:Z|UTC|GMT)?[+-]\d{2}:?\d{2}|\s?(?:Z|UTC|GMT))"
 _QUOTED = re.compile(
     r"'(?<!\w')[^'\n]*'(?!\w)"  # an apostrophe inside a word (can't) opens nothing
     r'|"(?<!\w")[^"\n]*"(?!\w)'
-    r"|`[^`\n]*`|“[^”\n]*”|‘[^’\n]*’"
+    r"|`[^`\n]*`|“[^”\n]*”|‘[^’\n]*’|„[^“”\n]*[“”]|«[^»\n]*»|「[^」\n]*」|『[^』\n]*』"
 )
+_JWT = re.compile(r"eyJ[\w\-]+\.[\w\-]+(?:\.[\w\-]*)?")
+_MAC = re.compile(
+    r"[0-9A-Fa-f](?<![\w:\-][0-9A-Fa-f])[0-9A-Fa-f](?:([:\-])[0-9A-Fa-f]{2})(?:\1[0-9A-Fa-f]{2}){4}"
+    r"(?![\w:\-])"
+)
+# Kubernetes pod names: <deployment>-<replica set hash>-<5 random characters>.
+_POD_SUFFIX = re.compile(r"(?<=[a-z0-9])-[0-9a-f]{8,10}-[0-9a-z]{5}(?![\w\-])")
+_SIGN = re.compile(r"(?<![\w.\-])-(?=\d)")  # balance -5: the same message as balance 7
+_GROUPED_NUMBER = re.compile(r"\d(?<![\d,]\d)\d{0,2}(?:,\d{3})+(?:\.\d+)?(?![\d,])")
+# Ids of nanoid, Stripe and the like hold `_` and `-`: judged whole, not piece by piece.
+_DASHED_TOKEN = re.compile(r"[A-Za-z0-9](?<![\w\-][A-Za-z0-9])[\w\-]{15,}(?![\w\-])")
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"`<>()\[\]{}]+")
 _EMAIL = re.compile(r"(?<![\w.+\-])[\w.+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
 _UUID = re.compile(
@@ -156,7 +167,7 @@ _ALNUM_RUN = re.compile(r"[A-Za-z0-9]{10,}")  # whole runs: a run matches from i
 _NUMBER = re.compile(r"\d+(?:\.\d+)*")
 _HAS_DIGIT = re.compile(r"\d")
 _CAMEL = re.compile(r"[a-z][A-Z]")
-_QUOTE_CHARS = ("'", '"', "`", "“", "‘")
+_QUOTE_CHARS = ("'", '"', "`", "“", "‘", "„", "«", "「", "『")
 
 # Quoted text kept as is: a single identifier without digits, e.g. 'NoneType' or 'email'.
 _IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z_$]{0,39}")
@@ -222,9 +233,13 @@ def _replace_ipv6(match: re.Match[str]) -> str:
 
 def _replace_hex(match: re.Match[str]) -> str:
     text = match.group()
-    if text[1:2] in ("x", "X") or not (text.isdigit() or text.isalpha()):
+    if text[1:2] in ("x", "X"):
         return "<hex>"
-    return text  # all digits (a number) or all letters (a word such as `deadbeef`)
+    if text.isdigit() or text.isalpha() or (not text.islower() and not text.isupper()):
+        # A number, a word such as `deadbeef`, or letters of both cases: no hex digest, but
+        # maybe a random id, as the alphanumeric runs judge (`AbCdEf123456`).
+        return text
+    return "<hex>"
 
 
 def _replace_alnum_run(match: re.Match[str]) -> str:
@@ -236,6 +251,11 @@ def _replace_alnum_run(match: re.Match[str]) -> str:
     if looks_random(text):
         return "<id>"
     return _LONG_DIGITS.sub("<int>", text)  # e.g. ORD20241127 -> ORD<int>
+
+
+def _replace_dashed_token(match: re.Match[str]) -> str:
+    text = match.group()
+    return "<id>" if ("_" in text or "-" in text) and looks_random(text) else text
 
 
 def _replace_number(match: re.Match[str]) -> str:
@@ -258,11 +278,14 @@ def normalize_message(text: str) -> str:
     the stack trace or wording already tells call sites apart), `<email>`, `<uuid>`,
     `<datetime>` / `<date>` / `<time>` (ISO 8601, RFC 2822, JavaScript `Date`, `11/27/2024`,
     `03:13:00`), `<ip>` (IPv4 with optional port, IPv6), `<hash>` (32, 40 or 64 hex digits:
-    MD5, SHA-1, SHA-256), `<hex>` (`0x…` and hex runs of 7+ with digits and letters, e.g. short
-    commit ids), `<id>` (long random-looking tokens), `<int>` and `<float>` (numbers, versions
+    MD5, SHA-1, SHA-256), `<hex>` (`0x…` and hex runs of 7+ with digits and letters of one case,
+    e.g. short commit ids), `<jwt>`, `<mac>` (MAC addresses), `<id>` (long random-looking
+    tokens, also with `_` or `-` as nanoids have), `<pod>` (the suffix of a Kubernetes pod
+    name), `<int>` and `<float>` (numbers with their
+    sign and thousands separators: `-5`, `1,234.56`; versions
     such as `v1.4.2` -> `v<float>`, and runs of 4+ digits inside words, e.g. `order_12345`,
-    `ORD20241127`), and `'<str>'` for quoted values (single, double, back and typographic
-    quotes), except a quoted plain identifier without digits (`'NoneType'`), which is code and
+    `ORD20241127`), and `'<str>'` for quoted values (single, double, back, typographic and
+    CJK quotes), except a quoted plain identifier without digits (`'NoneType'`), which is code and
     kept. Whitespace runs become one space; case is kept.
     """
     if not text:
@@ -273,10 +296,16 @@ def normalize_message(text: str) -> str:
         text = _URL.sub("<url>", text)
     if "@" in text:
         text = _EMAIL.sub("<email>", text)
+    if "eyJ" in text:
+        text = _JWT.sub("<jwt>", text)
     if _HAS_DIGIT.search(text):
         if "-" in text:
             text = _UUID.sub("<uuid>", text)
             text = _ISO_DATE.sub(_replace_date, text)
+        if ":" in text or "-" in text:
+            text = _MAC.sub("<mac>", text)
+        if "-" in text:
+            text = _POD_SUFFIX.sub("-<pod>", text)
         if _MONTH_NAME.search(text):
             text = _WORD_DATE.sub(_replace_date, text)
         if "/" in text:
@@ -289,6 +318,13 @@ def normalize_message(text: str) -> str:
             text = _IPV4.sub("<ip>", text)
         text = _HASH.sub("<hash>", text)
         text = _HEX.sub(_replace_hex, text)
+        if "," in text:
+            text = _GROUPED_NUMBER.sub(lambda m: "<float>" if "." in m.group() else "<int>",
+                                       text)
+        if "-" in text:
+            text = _SIGN.sub("", text)
+    if "_" in text or "-" in text:
+        text = _DASHED_TOKEN.sub(_replace_dashed_token, text)
     text = _ALNUM_RUN.sub(_replace_alnum_run, text)
     text = _NUMBER.sub(_replace_number, text)
     return " ".join(text.split())
@@ -364,7 +400,7 @@ def normalize_filename(path: str) -> str:
         if not is_basename:
             if _VERSION_SEGMENT.fullmatch(segment) or _is_hash_part(segment):
                 continue
-            segments.append(segment)
+            segments.append(_strip_name_hash(segment))  # /srv/app-3f9c1a2/ per deploy
             continue
         parts = segment.split(".")
         kept: list[str] = []
@@ -437,7 +473,9 @@ def normalize_function(name: str, platform: str = "") -> str:
                 if name.startswith(prefix):
                     name = name[len(prefix):]
                     stripped = True
-        parts = [part for part in name.split(".") if len(part) > 2
+        # Node code is seldom minified: only its one-letter parts are taken for a minifier's.
+        shortest = 2 if platform == "node" else 3
+        parts = [part for part in name.split(".") if len(part) >= shortest
                  and part not in _ANONYMOUS_FUNCTIONS]
         return ".".join(parts)
     if "$" in name:

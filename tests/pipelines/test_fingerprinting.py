@@ -118,6 +118,16 @@ def app_frames(shift: int = 0) -> list[Json]:
     ("Ungültige Bestellung 12345 für „Kunde“", "Ungültige Bestellung 9 für „Kunde“"),
     ("ユーザー 12345 が見つかりません", "ユーザー 678 が見つかりません"),
     ("  spaced\tout \n text ", "spaced out text"),
+    ("token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abc-_def rejected",
+     "token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI5In0.Zz9 rejected"),
+    ("customer cus_AbCdEf123456 not found", "customer cus_NffrFeUfNV2Hib not found"),
+    ("balance -5 too low", "balance 7 too low"),
+    ("charge $1,234.56 failed", "charge $99.00 failed"),
+    ("device 00:1A:2B:3C:4D:5E offline", "device 0a-1b-2c-3d-4e-5f offline"),
+    ("session V1StGXR8_Z5jdHi6B-myT expired", "session Uakgb_J5m9g-0JDMbcJqLJ expired"),
+    ("pod api-7d9f8c6b5-x2x9k crashed", "pod api-5c6d7e8f9-ab12c crashed"),
+    ("Benutzer „Jörg Müller“ fehlt", "Benutzer „Zoë“ fehlt"),
+    ("ユーザー「田中」がいません", "ユーザー「佐藤」がいません"),
 ])
 def test_messages_differing_only_in_data_normalize_equal(first: str, second: str) -> None:
     assert normalize_message(first) == normalize_message(second)
@@ -197,6 +207,8 @@ def test_random_ids_are_told_from_names() -> None:
     ("C:\\app\\src\\cart.js", "C:/app/src/cart.js"),
     ("src/page-settings.js", "src/page-settings.js"),
     ("src/components/UserMenu.jsx", "src/components/UserMenu.jsx"),
+    ("/home/deploy/app-3f9c1a2/src/cart.js", "home/deploy/app/src/cart.js"),  # per deploy
+    ("/tmp/build_4f8c2a9b/server.js", "tmp/build/server.js"),
 ])
 def test_normalize_filename(path: str, expected: str) -> None:
     assert normalize_filename(path) == expected
@@ -220,6 +232,8 @@ def test_normalize_filename(path: str, expected: str) -> None:
     ("charge", "python", "charge"),
     ("<lambda>", "python", "<lambda>"),
     ("e", "python", "e"),  # short names are minified only in JavaScript
+    ("e.on", "node", "on"),  # Node code is seldom minified: only one-letter parts go
+    ("t.go", "node", "go"),
 ])
 def test_normalize_function(name: str, platform: str, expected: str) -> None:
     assert normalize_function(name, platform) == expected
