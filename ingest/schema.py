@@ -9,7 +9,7 @@ bare list, tags as a mapping or as pairs).
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
@@ -79,9 +79,9 @@ class Breadcrumb(_Lenient):
     timestamp: Timestamp | None = None
     type: str | None = None
     category: str | None = None
-    message: str | None = None
+    message: Any = None  # SDKs pass what the app gave them: 404, an object
     level: str | None = None
-    data: dict[str, Any] | None = None
+    data: Any = None  # an object as a rule; a list from some apps
 
 
 class Breadcrumbs(_Lenient):
@@ -89,11 +89,11 @@ class Breadcrumbs(_Lenient):
 
 
 class User(_Lenient):
-    id: str | int | None = None
+    id: str | Number | None = None
     email: str | None = None
     ip_address: str | None = None
-    username: str | None = None
-    name: str | None = None
+    username: str | Number | None = None
+    name: str | Number | None = None
     segment: str | None = None
     data: dict[str, Any] | None = None
 
@@ -134,9 +134,9 @@ class Sdk(_Lenient):
     packages: list[dict[str, Any]] | None = None
 
 
-TagValue = str | Number | bool | None
-
-Level = Literal["fatal", "error", "warning", "warn", "info", "log", "debug", "critical"]
+# Tag values are strings as a rule; SDKs pass on whatever the app set (`set_tag("ids", [1, 2])`),
+# and the pipeline stores such a value as its JSON.
+TagValue = Any
 
 
 class Event(_Lenient):
@@ -146,7 +146,7 @@ class Event(_Lenient):
     received: Timestamp | None = None
     type: str | None = None
     platform: str | None = None
-    level: Level | None = None
+    level: str | None = None  # one of LEVELS in any case (SDKs send WARNING, notice)
     logger: str | None = None
     transaction: str | None = None
     server_name: str | None = None
@@ -163,7 +163,7 @@ class Event(_Lenient):
     tags: dict[str, TagValue] | list[list[TagValue]] | None = None
     contexts: dict[str, Any] | None = None
     extra: dict[str, Any] | None = None
-    fingerprint: list[str | Number] | None = None
+    fingerprint: list[str | Number | None] | None = None  # JS: `undefined` parts become null
     measurements: dict[str, Measurement] | None = None
     spans: list[Span] | None = None
     sdk: Sdk | None = None
@@ -216,15 +216,24 @@ def too_deep(payload: bytes) -> bool:
     return False
 
 
+# Sentry's five levels and the aliases SDKs and logging libraries use; the pipeline maps them.
+LEVELS = frozenset({"fatal", "critical", "error", "warning", "warn", "info", "log", "notice",
+                    "debug", "trace"})
+
+
 def validate_event(payload: bytes) -> Event:
     if too_deep(payload):
         raise InvalidEvent(f"the event nests arrays and objects more than {MAX_DEPTH} levels deep")
     try:
-        return _event_decoder.decode(payload)
+        event = _event_decoder.decode(payload)
     except msgspec.ValidationError as exc:
         raise InvalidEvent(_reason(exc)) from None
     except msgspec.DecodeError as exc:
         raise InvalidEvent(f"the event is not valid JSON: {_reason(exc)}") from None
+    if event.level is not None and event.level.lower() not in LEVELS:
+        raise InvalidEvent(f"Invalid level {event.level!r}, expected one of "
+                           f"{', '.join(sorted(LEVELS))} - at `event.level`")
+    return event
 
 
 def validate_user_report(payload: bytes) -> UserReport:

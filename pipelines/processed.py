@@ -70,8 +70,19 @@ def text(value: Any, limit: int = 8192) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        value = str(value)
+        # A list or object where text belongs (a tag set to [1, 2]) reads as its JSON.
+        value = orjson.dumps(value).decode() if isinstance(value, list | dict) else str(value)
     return value[:limit]
+
+
+_LEVELS = {"fatal": "fatal", "critical": "fatal", "error": "error", "warning": "warning",
+           "warn": "warning", "info": "info", "log": "info", "notice": "info",
+           "debug": "debug", "trace": "debug"}
+
+
+def level_of(event: dict[str, Any]) -> str:
+    """Sentry's five levels from what SDKs send (any case, aliases); error if unknown."""
+    return _LEVELS.get(text(event.get("level")).strip().lower(), "error")
 
 
 def parse_timestamp(value: Any, fallback: datetime) -> datetime:
@@ -206,7 +217,7 @@ def _event_row(row: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     received = row["received_at"]
     browser, browser_version, os, os_version, device = _context_names(contexts, row)
     release, environment = text(event.get("release"), 250), text(event.get("environment"), 64)
-    level = text(event.get("level")) or "error"
+    level = level_of(event)
     tags = dict(tag_pairs(event))
     # Tags a user filters by even when the SDK did not set them.
     for name, value in (("level", level), ("release", release), ("environment", environment),

@@ -78,3 +78,16 @@ def test_a_transaction_with_odd_spans_and_tags_still_gets_its_row() -> None:
     rows = process_raw_events(frame, {}, NoMaps(), SourceMapCache())
     assert rows.transactions.get_column("transaction_name").to_list() == ["/cart"]
     assert rows.transactions.get_column("spans.op").to_list() == [[]]
+
+
+def test_values_apps_hand_their_sdk_are_read_leniently() -> None:
+    odd = event(message="m", level="WARNING", tags={"ids": [1, 2], "plan": "pro"},
+                fingerprint=["{{ default }}", None], user={"id": 1.5, "username": 42},
+                breadcrumbs={"values": [{"data": [1, 2], "message": 404}]})
+    levels = [event(message="m", level=level) for level in ("notice", "critical", "Debug", "log")]
+    rows = process_raw_events(raw_events_frame([odd, *levels]), {}, NoMaps(), SourceMapCache())
+    first = rows.events.row(0, named=True)
+    assert first["level"] == "warning"
+    assert dict(zip(first["tags.key"], first["tags.value"], strict=True))["ids"] == "[1,2]"
+    assert first["user_id"] == "1.5"
+    assert rows.events.get_column("level").to_list()[1:] == ["info", "fatal", "debug", "info"]
