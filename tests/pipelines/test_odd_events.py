@@ -16,17 +16,9 @@ from pipelines.batch import process_raw_events
 from pipelines.scrubbing import ScrubConfig
 from pipelines.symbolication import SourceMapCache
 from tests.pipelines.grouping_set import raw_events_frame
+from tests.pipelines.test_symbolication import DictSourceMaps
 
 CARD = "4111 1111 1111 1111"
-
-
-class NoMaps:
-    def by_debug_id(self, organization_id: int, debug_id: str) -> bytes | None:
-        return None
-
-    def by_release(self, organization_id: int, release: str, dist: str | None,
-                   url: str) -> bytes | None:
-        return None
 
 
 def event(**fields: Any) -> dict[str, Any]:
@@ -65,7 +57,7 @@ def test_an_odd_event_does_not_fail_its_batch(name: str) -> None:
     if isinstance(odd, str):
         frame = frame.with_columns(payload=pl.Series([frame["payload"][0], odd,
                                                       frame["payload"][2]]))
-    rows = process_raw_events(frame, {1: ScrubConfig()}, NoMaps(), SourceMapCache())
+    rows = process_raw_events(frame, {1: ScrubConfig()}, DictSourceMaps(), SourceMapCache())
     ids = rows.events.get_column("event_id").to_list()
     assert ordinary["event_id"] in ids and len(ids) >= 2
     assert CARD not in orjson.dumps(rows.events.to_dicts()).decode()  # scrubbed, or not stored
@@ -75,7 +67,7 @@ def test_a_transaction_with_odd_spans_and_tags_still_gets_its_row() -> None:
     transaction = event(type="transaction", transaction="/cart", start_timestamp=1_790_000_000.0,
                         spans=1, tags=1)
     frame = raw_events_frame([transaction]).with_columns(item_type=pl.lit("transaction"))
-    rows = process_raw_events(frame, {}, NoMaps(), SourceMapCache())
+    rows = process_raw_events(frame, {}, DictSourceMaps(), SourceMapCache())
     assert rows.transactions.get_column("transaction_name").to_list() == ["/cart"]
     assert rows.transactions.get_column("spans.op").to_list() == [[]]
 
@@ -85,7 +77,8 @@ def test_values_apps_hand_their_sdk_are_read_leniently() -> None:
                 fingerprint=["{{ default }}", None], user={"id": 1.5, "username": 42},
                 breadcrumbs={"values": [{"data": [1, 2], "message": 404}]})
     levels = [event(message="m", level=level) for level in ("notice", "critical", "Debug", "log")]
-    rows = process_raw_events(raw_events_frame([odd, *levels]), {}, NoMaps(), SourceMapCache())
+    rows = process_raw_events(raw_events_frame([odd, *levels]), {}, DictSourceMaps(),
+                              SourceMapCache())
     first = rows.events.row(0, named=True)
     assert first["level"] == "warning"
     assert dict(zip(first["tags.key"], first["tags.value"], strict=True))["ids"] == "[1,2]"
