@@ -208,6 +208,13 @@ _PLACEHOLDER_RE = re.compile(
     r"%(?:\((\w+)\))?[#0\- +]*(?:\*|[0-9]+)?(?:\.(?:\*|[0-9]+))?[diouxXeEfFgGcrsa%]"
     r"|\{(\w*)(?:[:!][^{}]*)?\}"
 )
+# Words that describe a credential's state in an error message rather than being one:
+# "Invalid token: expired", "Password: too short" keep their meaning (and their issue).
+_STATUS_WORDS = (
+    "expired|revoked|invalid|missing|malformed|required|empty|none|null|undefined|true|false"
+    "|too|not|is|was|must|cannot|incorrect|wrong|mismatch|unknown|denied|rejected"
+)
+_STATUS_WORD_RE = re.compile(rf"(?:{_STATUS_WORDS})", re.IGNORECASE)
 _SLOT_KEY_RE = re.compile(r"([\w\-.]+)[\"']?\s*(?:=>|[=:])\s*[\"']?$")
 
 # Registered IBAN lengths by country (ISO 13616); a candidate of another length is not one.
@@ -538,8 +545,9 @@ _QUICK_KEY_VALUE_EXCLUDED = "|".join((
     rf'{_AT_STRING}(?:\{{[^"]*[\]}}]|\[[^"]*\}}|\[(?:[^"]{{0,7}}|[^"]{{9,}}|{_NOT_FILTERED8})\])"',
     rf'"email"\s*:\s*"\[(?:(?:{_NOT_FILTERED8})[^"]|Filtered[^\]"])"',
     r'[=:] *[^\s&"]*[=:] |[=:] *[^\s&"]+ +[=:]',
-    rf"[=:] *(?:{_SCHEMES}) ",
+    rf"(?:=>|[=:]) *(?:{_SCHEMES}) ",
     r"(?i:cookie)[\w.\-]* *[=:]",  # the walk filters a cookie header's pairs to the line end
+    rf'(?:=>|[=:]) *(?i:{_STATUS_WORDS})(?:[&" ]|$)',  # the walk keeps a status word
 ))
 
 
@@ -850,7 +858,7 @@ class _Scrubber:
             quoted = len(value) > 1 and value[0] in "\"'" and value[-1] == value[0]
             inner = value[1:-1] if quoted else value
             if (not is_sensitive_key(key) or key.lower() in self.safe
-                    or _PLACEHOLDER_RE.fullmatch(inner)):
+                    or _PLACEHOLDER_RE.fullmatch(inner) or _STATUS_WORD_RE.fullmatch(inner)):
                 parts.append(text[pos:match.end(2)])
                 pos = match.end(2)
                 continue

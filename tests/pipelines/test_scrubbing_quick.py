@@ -26,7 +26,7 @@ PIECES = (
     "1", MARKER, "-", "_", ".", "sessions", "bypass", "auth", "xtoken", "sk_123", "session_id",
     "pwd", "cvv", "jwt", "my.token", "token_x", "PASSWORD", "Authorization", "author", "abc",
     "hunter2", "Max_Tokens", "csrf", "ssn", "pass1", "1pass", "@", "#", "//", "==", "::",
-    "=>", ">", "Cookie", "b",
+    "=>", ">", "Cookie", "b", "expired", "null", "Too",
 )
 NOT_PLAIN = ("%s", "{", "'", ",", ";", "é")
 
@@ -112,6 +112,9 @@ def test_quick_path_gives_what_the_walk_gives(pieces: tuple[str, ...],
     ("a=token: secret", f"a=token: {MARKER}"),
     ("x: Bearer token : secret", f"x: Bearer token : {MARKER}"),
     ("max_tokens=5 bypass=1", "max_tokens=5 bypass=1"),
+    # A word for the credential's state is no credential: the message keeps its meaning.
+    ("AuthError: Token: expired", "AuthError: Token: expired"),
+    ("token=null&password=hunter2", f"token=null&password={MARKER}"),
 ])
 def test_quick_path_cases(text: str, expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
     payload = orjson.dumps({"extra": {"note": text}}).decode()
