@@ -69,6 +69,11 @@ class Settings:
         default=100 * 1024 * 1024, metadata=_env("INGEST_MAX_DECOMPRESSED_BYTES")
     )
     ingest_max_batch_events: int = field(default=10_000, metadata=_env("INGEST_MAX_BATCH_EVENTS"))
+    # One event (or transaction, feedback, user report) at most, as Relay's max_event_size:
+    # every event is one row of a warehouse insert.
+    ingest_max_event_bytes: int = field(
+        default=1024 * 1024, metadata=_env("INGEST_MAX_EVENT_BYTES")
+    )
     ingest_rate_limit_per_minute: int = field(
         default=600_000, metadata=_env("INGEST_RATE_LIMIT_PER_MINUTE")
     )

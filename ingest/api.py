@@ -402,7 +402,18 @@ def guarded(endpoint: str, req: Request, st: IngestState, project_id: int) -> An
 # --- endpoints -----------------------------------------------------------------------------
 
 
-def _landed_item(builder: RowBuilder, item: EnvelopeItem, number: int, header_id: Any) -> None:
+def event_too_large(size: int, limit: int) -> str | None:
+    """Why an event of `size` bytes is refused, or None."""
+    if size <= limit:
+        return None
+    return f"the event is {size} bytes; at most {limit} bytes per event"
+
+
+def _landed_item(builder: RowBuilder, item: EnvelopeItem, number: int, header_id: Any,
+                 max_event_bytes: int) -> None:
+    too_large = event_too_large(len(item.payload), max_event_bytes)
+    if too_large:
+        raise ApiError(413, f"item {number} ({item.type}): {too_large}", "too_large")
     try:
         if item.type == "user_report":
             report = validate_user_report(item.payload)
@@ -431,7 +442,7 @@ def handle_envelope(req: Request, st: IngestState, project_id: int) -> Answer:
         header_id = normalize_event_id(header_id)
     for number, item in enumerate(envelope.items, start=1):
         if item.type in LANDED_ITEM_TYPES:
-            _landed_item(builder, item, number, header_id)
+            _landed_item(builder, item, number, header_id, st.settings.ingest_max_event_bytes)
         else:
             labelled(
                 metrics.ITEMS_COUNTED, item.type if item.type in COUNTED_ITEM_TYPES else "other"
@@ -466,6 +477,9 @@ def handle_store(req: Request, st: IngestState, project_id: int) -> Answer:
     auth = sentry_auth(req)
     info = authenticate(req, st, project_id, public_key_from_request(req, auth))
     body = _legacy_store_body(body, st.settings.ingest_max_decompressed_bytes)
+    too_large = event_too_large(len(body), st.settings.ingest_max_event_bytes)
+    if too_large:
+        raise ApiError(413, too_large, "too_large")
     try:
         event = validate_event(body)
     except InvalidEvent as exc:
@@ -503,8 +517,15 @@ def handle_batch(req: Request, st: IngestState, project_id: int) -> Answer:
     builder = RowBuilder(req, st, info, auth)
     rejected: list[dict[str, Any]] = []
     positions: list[int] = []  # index in the batch of each row handed to the queue
+    max_event_bytes = st.settings.ingest_max_event_bytes
+    too_large_count = 0
     for index, raw in enumerate(raw_events):
         payload = bytes(raw)
+        too_large = event_too_large(len(payload), max_event_bytes)
+        if too_large:
+            rejected.append({"index": index, "reason": too_large})
+            too_large_count += 1
+            continue
         try:
             event = validate_event(payload)
             event_id = normalize_event_id(event.event_id)
@@ -517,8 +538,10 @@ def handle_batch(req: Request, st: IngestState, project_id: int) -> Answer:
         item_type = "transaction" if event.type == "transaction" else "event"
         builder.add(item_type, event_id, payload, event.sdk)
         positions.append(index)
-    if rejected:
-        labelled(metrics.EVENTS_REJECTED, "invalid").inc(len(rejected))
+    if too_large_count:
+        labelled(metrics.EVENTS_REJECTED, "too_large").inc(too_large_count)
+    if len(rejected) > too_large_count:
+        labelled(metrics.EVENTS_REJECTED, "invalid").inc(len(rejected) - too_large_count)
     queued = enqueue(st, builder)
     accepted = []
     for i, (position, event_id) in enumerate(zip(positions, builder.accepted.event_ids,
@@ -532,8 +555,8 @@ def handle_batch(req: Request, st: IngestState, project_id: int) -> Answer:
         status_code = 200
     elif queued.limit_headers:
         status_code = 429
-    else:
-        status_code = 400
+    else:  # nothing taken: 413 if only for size
+        status_code = 413 if too_large_count == len(rejected) else 400
     return json_response(
         status_code, {"accepted": accepted, "rejected": rejected}, queued.limit_headers
     )

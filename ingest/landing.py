@@ -21,6 +21,7 @@ import redis
 from clickhouse_connect.driver.client import Client
 
 from ingest.queue import (
+    ENTRY_MAX_BYTES,
     LANDING_GROUP,
     LANDING_STREAM,
     ROW_COUNT_FIELD,
@@ -58,6 +59,11 @@ _decoder = msgspec.msgpack.Decoder(list[LandingRow])
 # Entries queued before rows were grouped per request held one row under `r`.
 _LEGACY_ROW_FIELD = b"r"
 _legacy_decoder = msgspec.msgpack.Decoder(LandingRow)
+# What one insert may carry at most, by default: half the embedded warehouse's body limit
+# (256 MiB), leaving room for the insert format's own bytes.
+MAX_INSERT_BYTES = 128 * 1024 * 1024
+# A row's bytes in an insert besides its payload and User-Agent (ids, times, short strings).
+_ROW_OVERHEAD_BYTES = 256
 
 
 def encode_row(row: LandingRow) -> bytes:
@@ -83,8 +89,13 @@ class DrainResult:
     oldest_received_at: float | None = None
 
 
-def _rows(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[list[Any]]:
-    rows = []
+def _entry_bytes(fields: dict[bytes, bytes]) -> int:
+    return len(fields.get(ROWS_FIELD) or fields.get(_LEGACY_ROW_FIELD) or b"")
+
+
+def _rows(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> tuple[list[list[Any]], list[int]]:
+    """The entries' rows for the insert, and about how many bytes each takes in it."""
+    rows, sizes = [], []
     for _, fields in entries:
         if ROWS_FIELD in fields:
             decoded = _decoder.decode(fields[ROWS_FIELD])
@@ -98,14 +109,32 @@ def _rows(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[list[Any]]:
                 row.ua_device, row.sdk_name, row.sdk_version,
                 row.payload.decode("utf-8", "replace"),
             ])
-    return rows
+            sizes.append(len(row.payload) + len(row.user_agent) + _ROW_OVERHEAD_BYTES)
+    return rows, sizes
+
+
+def _inserts(rows: list[list[Any]], sizes: list[int], max_bytes: int) -> list[list[list[Any]]]:
+    """The rows in consecutive inserts of at most max_bytes each (at least one row each)."""
+    if sum(sizes) <= max_bytes:
+        return [rows]  # the usual case
+    parts: list[list[list[Any]]] = []
+    start, taken = 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and taken + size > max_bytes:
+            parts.append(rows[start:i])
+            start, taken = i, 0
+        taken += size
+    parts.append(rows[start:])
+    return parts
 
 
 def _next_entries(
-    client: redis.Redis, stream: str, consumer: str, max_rows: int, claim_idle_ms: int
+    client: redis.Redis, stream: str, consumer: str, max_rows: int, max_bytes: int,
+    claim_idle_ms: int,
 ) -> list[tuple[bytes, dict[bytes, bytes]]]:
-    """The next entries to land: about max_rows rows (an entry holds up to ROWS_PER_ENTRY)."""
-    count = max(1, max_rows // ROWS_PER_ENTRY)
+    """The next entries to land: about max_rows rows (an entry holds up to ROWS_PER_ENTRY)
+    and at most about max_bytes (an entry holds about ENTRY_MAX_BYTES)."""
+    count = max(1, min(max_rows // ROWS_PER_ENTRY, max_bytes // ENTRY_MAX_BYTES))
     # 1. Our own pending entries (an insert of ours failed earlier).
     own = client.xreadgroup(LANDING_GROUP, consumer, {stream: "0"}, count=count)
     pending = [(entry_id, fields) for entry_id, fields in (own[0][1] if own else []) if fields]
@@ -119,14 +148,16 @@ def _next_entries(
     claimed = [(entry_id, fields) for entry_id, fields in reply[1] if fields]
     if claimed:
         return claimed
-    # 3. New entries, read until they hold max_rows rows: entries of single events hold one.
+    # 3. New entries, read until they hold max_rows rows (entries of single events hold one)
+    # or max_bytes (entries of large events).
     entries: list[tuple[bytes, dict[bytes, bytes]]] = []
-    rows = 0
-    while rows < max_rows:
+    rows = size = 0
+    while rows < max_rows and size < max_bytes:
         fresh = client.xreadgroup(LANDING_GROUP, consumer, {stream: ">"}, count=count)
         got = fresh[0][1] if fresh else []
         entries.extend(got)
         rows += sum(int(fields.get(ROW_COUNT_FIELD, 1)) for _, fields in got)
+        size += sum(_entry_bytes(fields) for _, fields in got)
         if len(got) < count:
             break
     return entries
@@ -140,9 +171,12 @@ def drain(
     max_seconds: float = 5.0,
     claim_idle_ms: int = 10_000,
     stream: str = LANDING_STREAM,
+    max_bytes: int = MAX_INSERT_BYTES,
 ) -> DrainResult:
     """Land batches of about batch_size rows while full batches are waiting, for at most
-    max_seconds.
+    max_seconds. A batch is also bounded by max_bytes, read and inserted: large events
+    must not make an insert the warehouse refuses (it would be retried forever) nor hold
+    gigabytes in the worker.
 
     A batch smaller than batch_size ends the drain even if more rows arrived meanwhile: they
     wait for the next drain (the worker runs one every 0.5 s), so that under steady load each
@@ -156,11 +190,14 @@ def drain(
     result = DrainResult()
     deadline = time.monotonic() + max_seconds
     while time.monotonic() < deadline:
-        entries = _next_entries(client, stream, consumer, batch_size, claim_idle_ms)
+        entries = _next_entries(client, stream, consumer, batch_size, max_bytes, claim_idle_ms)
         if not entries:
             break
-        rows = _rows(entries)
-        warehouse.insert("raw_events", rows, column_names=COLUMNS)
+        rows, sizes = _rows(entries)
+        # Entries queued before they were bounded by bytes may still hold more than
+        # max_bytes: their rows go in several inserts, all before the entries are acknowledged.
+        for part in _inserts(rows, sizes, max_bytes):
+            warehouse.insert("raw_events", part, column_names=COLUMNS)
         ids = [entry_id for entry_id, _ in entries]
         pipe = client.pipeline(transaction=True)
         pipe.xack(stream, LANDING_GROUP, *ids)
@@ -171,7 +208,7 @@ def drain(
         oldest = min(row[4] for row in rows).timestamp()
         if result.oldest_received_at is None or oldest < result.oldest_received_at:
             result.oldest_received_at = oldest
-        if len(rows) < batch_size:
+        if len(rows) < batch_size and sum(sizes) < max_bytes:
             break
     return result
 

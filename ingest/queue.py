@@ -16,8 +16,9 @@ VM) each blocking round trip costs 150-250 µs of CPU between client and Redis, 
 the few commands it carries, so sharing them is what makes single-event requests cheap.
 
 Redis work is per call, not per event, wherever it can be: accepted rows go into stream
-entries of up to ROWS_PER_ENTRY rows (a msgpack array), and seen event ids live in one set per
-10-minute bucket, checked and added with one command per bucket and project.
+entries of up to ROWS_PER_ENTRY rows and about ENTRY_MAX_BYTES (a msgpack array), and seen
+event ids live in one set per 10-minute bucket, checked and added with one command per bucket
+and project.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ LANDING_GROUP = "landing"
 # msgpack array (the script writes the array header before the concatenated rows).
 ROW_COUNT_FIELD, ROWS_FIELD = b"n", b"b"
 ROWS_PER_ENTRY = 100  # bounds what one entry (and so one read of the landing worker) holds
+# An entry takes no more rows once it holds this many bytes (a single larger row, up to the
+# per-event limit, has an entry of its own): 100 rows of 1 MiB events would make 100 MiB
+# entries, and the landing worker reads 50 entries at a time.
+ENTRY_MAX_BYTES = 1024 * 1024
 # Accepted event ids are remembered SEEN_BUCKETS buckets of SEEN_BUCKET_SECONDS (10-20 min)
 # to drop SDK retries, which come within seconds to minutes; raw_events also collapses
 # duplicate ids under FINAL. (It was 24 h: ~36 GB of Redis a day at 3,000 events/s.)
@@ -49,8 +54,9 @@ BUCKETS = 30
 # One script call takes the waiting requests until they hold this many events.
 MAX_EVENTS_PER_CALL = 10_000
 
-# ARGV: window_ms, seen_bucket_s, seen_buckets, rows_per_entry, then per request: its limit,
-# its project's seen-set prefix, its event count n, then n (event id, landing row) pairs.
+# ARGV: window_ms, seen_bucket_s, seen_buckets, rows_per_entry, entry_max_bytes, then per
+# request: its limit, its project's seen-set prefix, its event count n, then n (event id,
+# landing row) pairs.
 # KEYS: the landing stream, then per request its project key's rate-limit hash.
 # Returns per request {take, retry_ms, statuses}: the first `take` events passed the limit,
 # status 1 = accepted, 2 = seen before (in Redis or earlier in this call).
@@ -59,6 +65,7 @@ local window_ms = tonumber(ARGV[1])
 local seen_bucket_s = tonumber(ARGV[2])
 local seen_buckets = tonumber(ARGV[3])
 local rows_per_entry = tonumber(ARGV[4])
+local entry_max_bytes = tonumber(ARGV[5])
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local bucket_ms = math.max(1, math.floor(window_ms / 30))
@@ -102,7 +109,7 @@ end
 local requests = {}
 local projects = {}  -- seen prefix -> every taken event id of that project, and where from
 local project_order = {}
-local pos = 5
+local pos = 6
 for r = 1, #KEYS - 1 do
   local limit = tonumber(ARGV[pos])
   local prefix = ARGV[pos + 1]
@@ -164,9 +171,16 @@ for _, prefix in ipairs(project_order) do
   end
 end
 
--- 3. Entries of up to rows_per_entry rows: a msgpack array header, then the rows as sent.
-for s = 1, #rows, rows_per_entry do
-  local last = math.min(#rows, s + rows_per_entry - 1)
+-- 3. Entries of up to rows_per_entry rows and about entry_max_bytes (at least one row): a
+-- msgpack array header, then the rows as sent.
+local s = 1
+while s <= #rows do
+  local last, size = s, #rows[s]
+  while last < #rows and last - s + 1 < rows_per_entry
+        and size + #rows[last + 1] <= entry_max_bytes do
+    last = last + 1
+    size = size + #rows[last]
+  end
   local count = last - s + 1
   local parts = {}
   if count < 16 then
@@ -176,6 +190,7 @@ for s = 1, #rows, rows_per_entry do
   end
   for j = s, last do parts[#parts + 1] = rows[j] end
   redis.call('XADD', KEYS[1], '*', 'n', count, 'b', table.concat(parts))
+  s = last + 1
 end
 
 -- 4. Count what each key took in its current bucket.
@@ -302,7 +317,7 @@ class LandingQueue:
         """One script call for the batch; every request in it gets its result or the error."""
         keys: list[str] = [self.stream]
         argv: list[str | bytes | int] = [
-            self.window_ms, SEEN_BUCKET_SECONDS, SEEN_BUCKETS, ROWS_PER_ENTRY,
+            self.window_ms, SEEN_BUCKET_SECONDS, SEEN_BUCKETS, ROWS_PER_ENTRY, ENTRY_MAX_BYTES,
         ]
         for request in batch:
             keys.append(f"pulsetrace:ratelimit:{request.key_id}")

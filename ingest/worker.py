@@ -77,7 +77,9 @@ def land_events() -> int:
     if not _backoff.ready():
         return 0
     try:
-        result = landing.drain(redis, warehouse_client(settings.clickhouse_url), _consumer)
+        result = landing.drain(redis, warehouse_client(settings.clickhouse_url), _consumer,
+                               max_bytes=min(landing.MAX_INSERT_BYTES,
+                                             settings.warehouse_max_body_bytes // 2))
     except Exception as exc:  # noqa: BLE001 - the batch stays pending; we try again later
         delay = _backoff.failed()
         logger.warning("landing failed (%s); retrying in %.1f s", exc, delay)

@@ -187,6 +187,27 @@ def test_oversized_body_is_413(ingest_stack: IngestStack) -> None:
     assert_error(response, 413, f"exceeds {limit} bytes")
 
 
+def test_oversized_event_is_refused_and_named(ingest_stack: IngestStack) -> None:
+    limit = ingest_stack.settings.ingest_max_event_bytes
+    big, small = an_event(message="x" * limit), an_event()
+    response = post(ingest_stack, "envelope", envelope(small, big))
+    assert_error(response, 413, f"item 2 (event): the event is {len(json.dumps(big))} bytes; "
+                                f"at most {limit} bytes per event")
+    assert_error(post(ingest_stack, "store", json.dumps(big).encode()), 413,
+                 f"at most {limit} bytes per event")
+    batch = post(ingest_stack, "events", json.dumps([small, big]).encode())
+    assert batch.status_code == 200, batch.text
+    assert batch.json()["accepted"] == [small["event_id"]]
+    [refused] = batch.json()["rejected"]
+    assert refused["index"] == 1 and f"at most {limit} bytes per event" in refused["reason"]
+    only_big = post(ingest_stack, "events", json.dumps([big]).encode())
+    assert only_big.status_code == 413, only_big.text
+    # Just under the limit is fine.
+    fits = an_event(message="")
+    fits["message"] = "y" * (limit - len(json.dumps(fits)))
+    assert post(ingest_stack, "store", json.dumps(fits).encode()).status_code == 200
+
+
 def test_chunked_bodies_are_read_to_their_end_within_the_limit(
     ingest_stack: IngestStack,
 ) -> None:
@@ -313,7 +334,7 @@ def test_batch_that_is_not_an_array_is_400(ingest_stack: IngestStack) -> None:
 def test_batch_answers_per_event(ingest_stack: IngestStack) -> None:
     good, bad = an_event(), an_event(level="catastrophic")
     response = post(ingest_stack, "events", json.dumps([good, bad, an_event()]).encode())
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     body = response.json()
     assert good["event_id"] in body["accepted"] and len(body["accepted"]) == 2
     assert body["rejected"] == [

@@ -4,6 +4,7 @@ warehouse inserts in batches."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -17,13 +18,22 @@ from cli.bootstrap import BootstrapResult
 from core.redis import redis_client
 from core.warehouse import connect
 from ingest.landing import LandingRow, drain, encode_row
-from ingest.queue import ACCEPTED, DUPLICATE, ROWS_FIELD, EnqueueResult, LandingQueue
+from ingest.queue import (
+    ACCEPTED,
+    DUPLICATE,
+    ENTRY_MAX_BYTES,
+    ROW_COUNT_FIELD,
+    ROWS_FIELD,
+    EnqueueResult,
+    LandingQueue,
+)
 from tests.stack import IngestStack, silent_server
 
 
-def a_row(project_id: int, event_id: str, org_id: int = 1) -> bytes:
+def a_row(project_id: int, event_id: str, org_id: int = 1, message: str = "queued") -> bytes:
+    payload = json.dumps({"message": message}).encode()
     return encode_row(LandingRow(org_id, project_id, event_id, "event", time.time(), "", "", "",
-                                 "", "", "", "", "", "", b'{"message": "queued"}'))
+                                 "", "", "", "", "", "", payload))
 
 
 class GatedQueue(LandingQueue):
@@ -230,3 +240,62 @@ def test_a_drain_lands_full_batches_and_leaves_a_trickle_for_the_next(
         "SELECT count() FROM raw_events FINAL WHERE project_id = {p:UInt64}",
         parameters={"p": project_id}).result_rows[0][0]
     assert landed == first.rows + second.rows
+
+
+def test_stream_entries_are_bounded_by_bytes(redis_url: str, stream: str) -> None:
+    client = redis_client(redis_url)
+    queue = LandingQueue(client, 60.0, stream=stream)
+    ids = [uuid.uuid4().hex for _ in range(100)]
+    rows = [(i, a_row(7006, i, message="m" * 50_000)) for i in ids]
+    huge = uuid.uuid4().hex  # larger than an entry's bound: an entry of its own
+    rows.insert(50, (huge, a_row(7006, huge, message="h" * (ENTRY_MAX_BYTES + 1000))))
+    queue.enqueue(1, 7006, 10**6, rows)
+    entries = client.xrange(stream)
+    sizes = [len(fields[ROWS_FIELD]) for _, fields in entries]
+    counts = [int(fields[ROW_COUNT_FIELD]) for _, fields in entries]
+    assert sum(counts) == 101 and 1 in counts
+    assert len(entries) >= 6  # ~20 rows of 50 KB per entry, not 100 rows in one of 5 MB
+    assert all(size <= ENTRY_MAX_BYTES + 16 for size, n in zip(sizes, counts, strict=True)
+               if n > 1)
+    assert landed_ids(client, stream) == [i for i, _ in rows]  # in order
+
+
+class RecordingWarehouse:
+    """The real warehouse client, recording the payload bytes of each insert."""
+
+    def __init__(self, warehouse_url: str) -> None:
+        self.client = connect(warehouse_url)
+        self.inserts: list[int] = []
+
+    def insert(self, table: str, rows: list[list[object]], column_names: list[str]) -> None:
+        payload = column_names.index("payload")
+        self.inserts.append(sum(len(str(row[payload])) for row in rows))
+        self.client.insert(table, rows, column_names=column_names)
+
+
+def test_a_drain_bounds_each_insert_by_bytes(
+    ingest_stack: IngestStack, fresh_project: BootstrapResult, stream: str
+) -> None:
+    client = redis_client(ingest_stack.settings.redis_url)
+    queue = LandingQueue(client, 60.0, stream=stream)
+    org_id, project_id = fresh_project.org_id, fresh_project.project_id
+    ids = [uuid.uuid4().hex for _ in range(60)]
+    queue.enqueue(1, project_id, 10**6,
+                  [(i, a_row(project_id, i, org_id, "q" * 50_000)) for i in ids])
+    # An entry queued before entries were bounded by bytes: 40 rows of 50 KB in one.
+    old_ids = [uuid.uuid4().hex for _ in range(40)]
+    old = [a_row(project_id, i, org_id, "o" * 50_000) for i in old_ids]
+    client.xadd(stream, {ROW_COUNT_FIELD: 40, ROWS_FIELD: bytes([0xDC, 0, 40]) + b"".join(old)})
+    warehouse = RecordingWarehouse(ingest_stack.settings.clickhouse_url)
+
+    result = drain(client, warehouse, "test-consumer", stream=stream,  # type: ignore[arg-type]
+                   max_bytes=600_000)
+    # One drain lands it all (a batch cut short by bytes is not the end of the backlog), in
+    # inserts of at most 600 KB, though 100 rows would make one batch by rows.
+    assert result.rows == 100
+    assert len(warehouse.inserts) >= 9 and max(warehouse.inserts) <= 600_000
+    assert landed_ids(client, stream) == []
+    landed = warehouse.client.command(
+        "SELECT count() FROM raw_events FINAL WHERE project_id = {p:UInt64}",
+        parameters={"p": project_id})
+    assert landed == 100
