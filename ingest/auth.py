@@ -90,7 +90,7 @@ class KeyCache:
             loaded_at = now
         except _DATABASE_DOWN as exc:
             if cached is None or now - cached[1] > self.stale_seconds:
-                raise KeysUnavailable(str(exc).splitlines()[0]) from exc
+                raise KeysUnavailable(type(exc).__name__) from exc
             # Served as last loaded; tried again after another TTL, not by every request.
             _, loaded_at, info = cached
         with self._lock:
