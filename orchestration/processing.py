@@ -272,15 +272,27 @@ def apply_issue_changes(
 ) -> tuple[pl.DataFrame, int, int]:
     """Upsert the batch's issues; returns (project_id, fingerprint_hash, id), new, regressed.
     count_seen=False leaves existing issues' counters alone (reprocessing counted them)."""
+    # PostgreSQL text cannot hold NUL, which an SDK may send (\u0000 in a message or release).
+    rows = rows.with_columns(pl.col(name).str.replace_all("\x00", "", literal=True)
+                             for name in ("title", "culprit", "level", "release"))
     summary = summarize_batch(rows)
     if summary.is_empty():
         return pl.DataFrame(schema={"project_id": pl.UInt64, "fingerprint_hash": pl.Utf8,
                                     "id": pl.Int64}), 0, 0
     releases = _release_ids(session, rows)
-    release_dates = dict(session.execute(
-        select(Release.version, func.coalesce(Release.date_released, Release.created_at))
-        .where(Release.version.in_([v for _, v in releases]))).all())
-    changes = plan_issue_changes(summary, _existing_issues(session, summary), release_dates)
+    existing = _existing_issues(session, summary)
+    # The dates order releases that are no semver (git shas): those the batch names and those
+    # the issues were resolved in, each organization's own.
+    versions = {v for _, v in releases} | set(existing["resolved_release"].drop_nulls())
+    release_dates: dict[int, dict[str, datetime]] = {}
+    for org, version, date in session.execute(
+        select(Release.organization_id, Release.version,
+               func.coalesce(Release.date_released, Release.created_at))
+        .where(Release.version.in_(versions),
+               Release.organization_id.in_({org for org, _ in releases}
+                                           | set(summary["organization_id"])))):
+        release_dates.setdefault(org, {})[version] = date
+    changes = plan_issue_changes(summary, existing, release_dates)
 
     for issue in changes.new.iter_rows(named=True):
         statement = insert(Issue).values(
@@ -303,6 +315,9 @@ def apply_issue_changes(
         # its latest event (and level), the first release of its earliest one.
         issue = Issue.__table__.c
         latest = bindparam("b_last_seen") >= issue.last_seen
+        # Typed: PostgreSQL cannot tell the type of a parameter that is only compared to NULL.
+        release_id = bindparam("b_release_id", type_=issue.first_release_id.type)
+        release_seen = bindparam("b_release_seen", type_=issue.first_seen.type)
         session.execute(
             update(Issue.__table__)
             .where(issue.id == bindparam("b_id"))
@@ -316,9 +331,9 @@ def apply_issue_changes(
                 # The release of the earliest event naming one: a batch's release replaces
                 # the stored one if it came earlier, or if none was known.
                 first_release_id=case(
-                    (bindparam("b_release_id").is_(None), issue.first_release_id),
-                    (issue.first_release_id.is_(None), bindparam("b_release_id")),
-                    (bindparam("b_release_seen") < issue.first_seen, bindparam("b_release_id")),
+                    (release_id.is_(None), issue.first_release_id),
+                    (issue.first_release_id.is_(None), release_id),
+                    (release_seen < issue.first_seen, release_id),
                     else_=issue.first_release_id),
             ),
             [{"b_id": r["id"], "b_times_seen": r["times_seen"], "b_first_seen": r["first_seen"],
@@ -328,16 +343,16 @@ def apply_issue_changes(
               "b_release_seen": r["first_release_seen"]}
              for r in changes.seen.iter_rows(named=True)],
         )
-    org_of = dict(rows.select("project_id", "organization_id").unique().rows())
     for regression in changes.regressed.iter_rows(named=True):
-        issue = session.get(Issue, regression["id"])
-        assert issue is not None
-        issue.status = IssueStatus.unresolved
-        issue.substatus = IssueSubstatus.regressed
-        issue.regressed_in_release_id = releases.get(
-            (org_of[issue.project_id], regression["release"]))
-        issue.resolved_in_release_id = None
-        issue.resolved_at = None
+        # Only while still resolved: a user may have ignored or reopened it meanwhile.
+        session.execute(
+            update(Issue)
+            .where(Issue.id == regression["id"], Issue.status == IssueStatus.resolved)
+            .values(status=IssueStatus.unresolved, substatus=IssueSubstatus.regressed,
+                    regressed_in_release_id=releases.get(
+                        (regression["organization_id"], regression["release"])),
+                    resolved_in_release_id=None, resolved_at=None)
+        )
     session.flush()
     keys = summary.select("project_id", "fingerprint_hash").rows()
     ids = session.execute(
@@ -352,27 +367,31 @@ def apply_issue_changes(
 
 
 def _link_feedback(client: Client, feedback: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
-    """Feedback names the event it is about; give it that event's issue."""
-    linked = [e for e in feedback["event_id"].drop_nulls().to_list()]
+    """Feedback names the event it is about; give it that event's issue, if that event is of
+    the feedback's own project (an id from elsewhere links nothing)."""
+    linked = feedback.select("project_id", "event_id").drop_nulls().unique().rows()
     if not linked:
         return feedback
-    known = dict(events.select("event_id", "issue_id").rows())
-    missing = [e for e in linked if e not in known]
+    known = {(p, e): i for p, e, i in events.select("project_id", "event_id", "issue_id").rows()}
+    missing = [(p, e) for p, e in linked if (p, e) not in known]
     if missing:
         found = client.query(
-            "SELECT replaceAll(toString(event_id), '-', ''), issue_id FROM events"
-            " WHERE event_id IN {ids:Array(UUID)}", parameters={"ids": missing}).result_rows
-        known.update({e: i for e, i in found})
-    return feedback.with_columns(
-        pl.col("event_id").replace_strict(known, default=0, return_dtype=pl.UInt64)
-        .alias("issue_id"))
+            "SELECT project_id, replaceAll(toString(event_id), '-', ''), issue_id FROM events"
+            " WHERE event_id IN {ids:Array(UUID)} AND project_id IN {projects:Array(UInt64)}",
+            parameters={"ids": [e for _, e in missing],
+                        "projects": sorted({p for p, _ in missing})}).result_rows
+        known.update({(p, e): i for p, e, i in found})
+    issue_ids = [known.get((p, e), 0) if e is not None else 0
+                 for p, e in feedback.select("project_id", "event_id").rows()]
+    return feedback.with_columns(pl.Series("issue_id", issue_ids, dtype=pl.UInt64))
 
 
 def _store_chunk(session: Session, client: Client, processed: ProcessedRows, count_seen: bool,
                  result: BatchResult) -> pl.DataFrame:
     """The issues of a chunk of a window's events, then its processed events and transactions.
     Chunks are stored in order in the window's one transaction, so storing a window in chunks
-    leaves the same issues as storing it whole. Returns the events' (event_id, issue_id)."""
+    leaves the same issues as storing it whole. Returns the events' (project_id, event_id,
+    issue_id)."""
     issue_ids, new_issues, regressions = apply_issue_changes(
         session, processed.events, count_seen=count_seen)
     events = with_issue_ids(processed.events, issue_ids)
@@ -383,7 +402,7 @@ def _store_chunk(session: Session, client: Client, processed: ProcessedRows, cou
     result.transactions += processed.transactions.height
     result.new_issues += new_issues
     result.regressions += regressions
-    return events.select("event_id", "issue_id")
+    return events.select("project_id", "event_id", "issue_id")
 
 
 def process_window(

@@ -55,7 +55,7 @@ class IssueChanges:
 
     new: pl.DataFrame  # issues to create
     seen: pl.DataFrame  # existing issues seen again: what the batch's events say of them
-    regressed: pl.DataFrame  # existing issues to reopen: id, release
+    regressed: pl.DataFrame  # existing issues to reopen: id, organization_id, release
 
 
 def summarize_batch(event_rows: pl.DataFrame) -> pl.DataFrame:
@@ -84,11 +84,13 @@ def summarize_batch(event_rows: pl.DataFrame) -> pl.DataFrame:
 def plan_issue_changes(
     batch: pl.DataFrame,
     existing: pl.DataFrame,
-    release_dates: Mapping[str, datetime] | None = None,
+    release_dates: Mapping[int, Mapping[str, datetime]] | None = None,
 ) -> IssueChanges:
     """batch: `summarize_batch` output. existing: the issues already stored for those
     fingerprints, columns id, project_id, fingerprint_hash, status, resolved_release (version
-    or null), resolved_at (or null)."""
+    or null), resolved_at (or null). release_dates: per organization, the date of each release
+    the batch names and each release the existing issues were resolved in (versions that are
+    no semver are ordered by them)."""
     joined = batch.join(existing, on=["project_id", "fingerprint_hash"], how="left")
     new = joined.filter(pl.col("id").is_null()).select(
         "organization_id", "project_id", "fingerprint_hash", "title", "culprit", "level",
@@ -99,11 +101,13 @@ def plan_issue_changes(
                         "last_seen", "times_seen", "first_release", "first_release_seen")
     regressed_rows = []
     for row in known.filter(pl.col("status") == "resolved").iter_rows(named=True):
-        release = _regressing_release(row, release_dates)
+        release = _regressing_release(row, (release_dates or {}).get(row["organization_id"]))
         if release is not None:
-            regressed_rows.append({"id": row["id"], "release": release})
+            regressed_rows.append({"id": row["id"], "organization_id": row["organization_id"],
+                                   "release": release})
     regressed = pl.DataFrame(
-        regressed_rows, schema={"id": pl.Int64, "release": pl.Utf8}, orient="row"
+        regressed_rows, schema={"id": pl.Int64, "organization_id": pl.UInt64,
+                                "release": pl.Utf8}, orient="row"
     )
     return IssueChanges(new=new, seen=seen, regressed=regressed)
 

@@ -8,6 +8,7 @@ the table's, so orchestration inserts it as it is.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -349,6 +350,9 @@ def transaction_rows(frame: pl.DataFrame) -> pl.DataFrame:
 # --- feedback -------------------------------------------------------------------------------
 
 
+_EVENT_ID = re.compile(r"[0-9a-f]{32}")
+
+
 def _feedback_row(row: dict[str, Any], event: dict[str, Any]) -> dict[str, Any] | None:
     received = row["received_at"]
     if row["item_type"] == "user_report":  # the legacy crash-report dialog
@@ -361,8 +365,9 @@ def _feedback_row(row: dict[str, Any], event: dict[str, Any]) -> dict[str, Any] 
         linked = feedback.get("associated_event_id")
     if not message:
         return None
+    linked_id = text(linked).replace("-", "").lower()
     return {
-        "event_id": text(linked).replace("-", "").lower() or None,
+        "event_id": linked_id if _EVENT_ID.fullmatch(linked_id) else None,  # else links nothing
         "timestamp": parse_timestamp(event.get("timestamp"), received),
         "name": text(name, 200),
         "contact_email": text(email, 200),

@@ -155,6 +155,9 @@ def test_first_release_comes_from_the_first_event_that_names_one(runner: IngestS
     send(release="shop@3.0.0")
     issue = wait_for(lambda: (i := the_issue()) and i.times_seen == 2 and i)
     assert release_version(stack.settings, issue.first_release_id) == "shop@3.0.0"
+    send()  # again without: the issue is updated, its release stays
+    issue = wait_for(lambda: (i := the_issue()) and i.times_seen == 3 and i)
+    assert release_version(stack.settings, issue.first_release_id) == "shop@3.0.0"
 
 
 def test_running_a_processed_window_again_changes_nothing(runner: IngestStack) -> None:
@@ -256,3 +259,60 @@ def test_transactions_and_feedback_reach_their_tables(runner: IngestStack) -> No
     (name, duration, measurements), (message, person) = wait_for(landed)
     assert (name, round(duration), measurements) == ("/cart", 800, ["lcp"])
     assert (message, person) == ("Checkout froze", "Ada")
+
+
+def test_odd_text_and_feedback_do_not_stop_processing(runner: IngestStack) -> None:
+    """A NUL character (PostgreSQL text cannot hold one) and feedback naming an id that is no
+    event id used to fail their window forever, and every later event waited behind it."""
+    stack = runner
+    marker = uuid.uuid4().hex[:8]
+    nul = {"event_id": uuid.uuid4().hex, "level": "error", "release": "shop@4.0.0\u0000x",
+           "message": f"nul {marker}\u0000 in the message"}
+    feedback = {"event_id": uuid.uuid4().hex, "contexts": {"feedback": {
+        "message": f"broken {marker}", "associated_event_id": "not-an-event-id"}}}
+    after = {"event_id": uuid.uuid4().hex, "level": "error", "message": f"after {marker}"}
+    body = b"\n".join([b"{}", json.dumps({"type": "event"}).encode(), json.dumps(nul).encode(),
+                       json.dumps({"type": "feedback"}).encode(),
+                       json.dumps(feedback).encode()]) + b"\n"
+    assert post(stack, "envelope", body).status_code == 200
+    assert post(stack, "store", json.dumps(after).encode()).status_code == 200
+
+    titles = wait_for(lambda: (found := {i.title for i in issues_of(
+        stack.settings, stack.project.project_id) if marker in i.title}) >= {
+        f"nul {marker} in the message", f"after {marker}"} and found)
+    assert all("\x00" not in title for title in titles)
+    [(issue_id,)] = wait_for(lambda: stack.warehouse.query(
+        "SELECT issue_id FROM feedback FINAL WHERE feedback_id = {id:UUID}",
+        parameters={"id": feedback["event_id"]}).result_rows)
+    assert issue_id == 0  # it names no event: linked to no issue
+
+
+def test_resolved_in_a_git_sha_release_reopens_on_a_later_one(runner: IngestStack) -> None:
+    """Releases named by commit are ordered by date: the release an issue was resolved in
+    must be known even when the window holds no event of it."""
+    stack = runner
+    marker = uuid.uuid4().hex[:8]
+    engine = db.make_engine(stack.settings.database_url)
+
+    def send(release: str) -> None:
+        event = {"event_id": uuid.uuid4().hex, "level": "error", "release": release,
+                 "message": f"sha {marker}"}
+        assert post(stack, "store", json.dumps(event).encode()).status_code == 200
+
+    def the_issue() -> Issue | None:
+        with db.system_session(engine) as session:
+            return session.scalar(select(Issue).where(Issue.title.contains(marker)))
+
+    send(f"{marker}aaa")
+    issue = wait_for(the_issue)
+    with db.system_session(engine) as session, session.begin():
+        stored = session.get(Issue, issue.id)
+        assert stored is not None
+        stored.status = IssueStatus.resolved
+        stored.resolved_in_release_id = stored.first_release_id
+        stored.resolved_at = datetime.now(UTC)
+        stored.substatus = None
+    time.sleep(1.1)  # the later release is created later: dates order them
+    send(f"{marker}bbb")
+    reopened = wait_for(lambda: (i := the_issue()) and i.status == IssueStatus.unresolved and i)
+    assert release_version(stack.settings, reopened.regressed_in_release_id) == f"{marker}bbb"

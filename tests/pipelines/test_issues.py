@@ -101,7 +101,7 @@ def test_seen_again_and_regressions() -> None:
     changes = plan_issue_changes(batch, stored)
     assert changes.new.is_empty()
     assert sorted(changes.seen["id"].to_list()) == [1, 2, 3, 4, 5, 6]
-    assert dict(changes.regressed.rows()) == {3: "1.0.5", 4: "1.0.4"}
+    assert dict(changes.regressed.select("id", "release").rows()) == {3: "1.0.5", 4: "1.0.4"}
 
 
 def test_issue_ids_are_filled_by_fingerprint() -> None:
