@@ -111,6 +111,9 @@ def marts_refresher(settings: Settings) -> MartsRefresher | None:
     return MartsRefresher(settings.marts_refresh_seconds)
 
 
+FAILURES_BEFORE_UNHEALTHY = 3  # attempts of the same window, a few seconds of retrying
+
+
 class Runner:
     def __init__(self, settings: Settings, poll_seconds: float = 1.0) -> None:
         self.settings = settings
@@ -162,7 +165,10 @@ class Runner:
         steps = 0
         back_to_back = 0  # windows processed since the last poll that found none
         while not self.stopping:
-            heartbeat.beat(redis, heartbeat.PROCESSING)
+            # A runner that keeps failing is not healthy: after a few failed attempts its
+            # heartbeat lapses, so `pulsetrace status` says so while the window is retried.
+            if self.failures < FAILURES_BEFORE_UNHEALTHY:
+                heartbeat.beat(redis, heartbeat.PROCESSING)
             try:
                 worked = self.step()
                 self.failures = 0
