@@ -85,20 +85,33 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     from core import db
     from core.blobs import blob_store
     from core.warehouse import connect
-    from orchestration.processing import reprocess_window
+    from orchestration.processing import read_cursor, reprocess_window
 
     try:
-        settings = _settings_for_running_stack(args.data_dir)
         start, end = (datetime.fromisoformat(v) for v in (args.start, args.end))
-    except (FileNotFoundError, ValueError) as exc:
+    except ValueError as exc:
+        print(f"pulsetrace reprocess: --from and --to take ISO times: {exc}", file=sys.stderr)
+        return 2
+    start, end = (v if v.tzinfo else v.replace(tzinfo=UTC) for v in (start, end))
+    if start >= end:
+        print(f"pulsetrace reprocess: the range is empty: --from {start.isoformat()} is not "
+              f"before --to {end.isoformat()}", file=sys.stderr)
+        return 2
+    try:
+        settings = _settings_for_running_stack(args.data_dir)
+    except FileNotFoundError as exc:
         print(f"reprocess failed: {exc}", file=sys.stderr)
         return 1
-    start, end = (v if v.tzinfo else v.replace(tzinfo=UTC) for v in (start, end))
-    result = reprocess_window(connect(settings.clickhouse_url), db.make_engine(
-        settings.database_url), blob_store(settings), start, end)
+    engine = db.make_engine(settings.database_url)
+    processed_until = read_cursor(engine)
+    result = reprocess_window(connect(settings.clickhouse_url), engine, blob_store(settings),
+                              start, end)
     print(f"reprocessed {result.raw} raw events: {result.events} events, "
           f"{result.transactions} transactions, {result.feedback} feedback, "
-          f"{result.new_issues} new issues")
+          f"{result.new_issues} new issues, {result.regressions} regressions")
+    if processed_until < end:
+        print(f"(events landed after {processed_until.isoformat()} are not processed yet; "
+              "the running stack processes them as they come)")
     return 0
 
 

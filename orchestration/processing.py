@@ -465,19 +465,20 @@ def reprocess_window(
 ) -> BatchResult:
     """Run the pipelines again over raw events that landed in [start, end), e.g. after a
     grouping fix. Processed rows replace themselves; the live cursor is not touched, and
-    issues' counters are not counted twice."""
+    issues' counters are not counted twice. Only what the live runner has processed is
+    reprocessed (`end` is cut at its cursor): it processes the rest itself, and counting
+    those events here too would count them twice."""
     total = BatchResult()
+    last = min(end - timedelta(microseconds=1), read_cursor(engine))  # windows include upto
     after = start - timedelta(microseconds=1)
-    while True:
+    while after < last:
         window = next_window(client, after, settle_seconds=0)
-        if window is None or window.after >= end:
+        if window is None or window.after >= last:
             break
-        window = Window(window.after, min(window.upto, end))
+        window = Window(window.after, min(window.upto, last))
         step = process_window(client, engine, blobs, window, cursor_name=None)
         for name in ("raw", "events", "transactions", "feedback", "new_issues", "regressions"):
             setattr(total, name, getattr(total, name) + getattr(step, name))
         after = window.upto
-        if after >= end:
-            break
     return total
 
