@@ -20,6 +20,7 @@ import msgspec
 import redis
 from clickhouse_connect.driver.client import Client
 
+from core.inflight import insert_in_flight
 from ingest.queue import (
     ENTRY_MAX_BYTES,
     LANDING_GROUP,
@@ -194,10 +195,12 @@ def drain(
         if not entries:
             break
         rows, sizes = _rows(entries)
-        # Entries queued before they were bounded by bytes may still hold more than
-        # max_bytes: their rows go in several inserts, all before the entries are acknowledged.
-        for part in _inserts(rows, sizes, max_bytes):
-            warehouse.insert("raw_events", part, column_names=COLUMNS)
+        with insert_in_flight(client, consumer):
+            # Entries queued before they were bounded by bytes may still hold more than
+            # max_bytes: their rows go in several inserts, all before the entries are
+            # acknowledged.
+            for part in _inserts(rows, sizes, max_bytes):
+                warehouse.insert("raw_events", part, column_names=COLUMNS)
         ids = [entry_id for entry_id, _ in entries]
         pipe = client.pipeline(transaction=True)
         pipe.xack(stream, LANDING_GROUP, *ids)

@@ -24,11 +24,13 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from core import heartbeat
 from core.db import make_engine
+from core.inflight import inserts_in_flight_since
 from core.redis import redis_client
 from core.settings import Settings, get_settings
 from core.warehouse import warehouse_client
@@ -112,6 +114,8 @@ def marts_refresher(settings: Settings) -> MartsRefresher | None:
 
 
 FAILURES_BEFORE_UNHEALTHY = 3  # attempts of the same window, a few seconds of retrying
+# Landing times are the warehouse's clock, insert starts the landing worker's: room for both.
+IN_FLIGHT_MARGIN = timedelta(milliseconds=250)
 
 
 class Runner:
@@ -124,6 +128,7 @@ class Runner:
         self.stopping = False
         self.failures = 0
         self.marts = marts_refresher(settings)
+        self.redis = redis_client(settings.redis_url)
 
     def stop(self, *_: object) -> None:
         self.stopping = True
@@ -132,8 +137,10 @@ class Runner:
 
     def step(self) -> bool:
         """Run one batch if there is one; True when it did."""
+        in_flight = inserts_in_flight_since(self.redis)
         window = next_window(warehouse_client(self.settings.clickhouse_url),
-                             read_cursor(self.engine))
+                             read_cursor(self.engine),
+                             before=in_flight - IN_FLIGHT_MARGIN if in_flight else None)
         if window is None:
             return False
         result = self.job.execute_in_process(
