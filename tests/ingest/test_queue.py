@@ -8,7 +8,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import msgspec
 import pytest
@@ -148,17 +148,24 @@ def test_the_rate_limit_counts_across_requests_in_one_call(redis_url: str, strea
     assert len(landed_ids(client, stream)) == 1 + 4 + 2
 
 
-def test_a_redis_error_reaches_every_request_of_the_call(stream: str) -> None:
-    client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)  # no server
-    queue = LandingQueue(client, 60.0, stream=stream)
+def sender(queue: LandingQueue, project_id: int) -> tuple[Callable[[], None],
+                                                         list[BaseException]]:
+    """A function that sends one event through the queue, and the Redis errors it met."""
     errors: list[BaseException] = []
 
     def send() -> None:
         try:
-            queue.enqueue(1, 7004, 10**6, [(uuid.uuid4().hex, a_row(7004, "x"))])
+            queue.enqueue(1, project_id, 10**6, [(uuid.uuid4().hex, a_row(project_id, "x"))])
         except redis.RedisError as exc:
             errors.append(exc)
 
+    return send, errors
+
+
+def test_a_redis_error_reaches_every_request_of_the_call(stream: str) -> None:
+    client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)  # no server
+    queue = LandingQueue(client, 60.0, stream=stream)
+    send, errors = sender(queue, 7004)
     threads = [threading.Thread(target=send) for _ in range(5)]
     for thread in threads:
         thread.start()
@@ -173,14 +180,7 @@ def test_a_silent_redis_fails_the_call_after_the_read_timeout(stream: str) -> No
     with silent_server() as url:
         queue = LandingQueue(redis.Redis.from_url(url, socket_connect_timeout=2), 60.0,
                              stream=stream, read_timeout=0.5)
-        errors: list[BaseException] = []
-
-        def send() -> None:
-            try:
-                queue.enqueue(1, 7005, 10**6, [(uuid.uuid4().hex, a_row(7005, "x"))])
-            except redis.RedisError as exc:
-                errors.append(exc)
-
+        send, errors = sender(queue, 7005)
         started = time.monotonic()
         thread = threading.Thread(target=send, daemon=True)
         thread.start()
