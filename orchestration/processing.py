@@ -272,10 +272,12 @@ def _existing_issues(session: Session, summary: pl.DataFrame) -> pl.DataFrame:
 
 
 def apply_issue_changes(
-    session: Session, rows: pl.DataFrame, count_seen: bool = True
+    session: Session, rows: pl.DataFrame, recount: set[int] | None = None
 ) -> tuple[pl.DataFrame, int, int]:
     """Upsert the batch's issues; returns (project_id, fingerprint_hash, id), new, regressed.
-    count_seen=False leaves existing issues' counters alone (reprocessing counted them)."""
+    recount: when reprocessing, the issues whose counters this batch adds to (those the
+    reprocessing created so far; it adds the ones it creates now): the others counted these
+    events already."""
     # PostgreSQL text cannot hold NUL, which an SDK may send (\u0000 in a message or release).
     rows = rows.with_columns(pl.col(name).str.replace_all("\x00", "", literal=True)
                              for name in ("title", "culprit", "level", "release"))
@@ -313,7 +315,9 @@ def apply_issue_changes(
             set_={"times_seen": Issue.times_seen + statement.excluded.times_seen,
                   "last_seen": func.greatest(Issue.last_seen, statement.excluded.last_seen)},
         ))
-    if count_seen and not changes.seen.is_empty():
+    seen = changes.seen if recount is None else changes.seen.filter(
+        pl.col("id").is_in(list(recount)))
+    if not seen.is_empty():
         # Order-independent, so that events stored in any order and in any split (windows,
         # chunks of a window, late arrivals) leave the same issue: the title and culprit of
         # its latest event (and level), the first release of its earliest one.
@@ -345,7 +349,7 @@ def apply_issue_changes(
               "b_culprit": r["culprit"], "b_level": r["level"][:16],
               "b_release_id": releases.get((r["organization_id"], r["first_release"])),
               "b_release_seen": r["first_release_seen"]}
-             for r in changes.seen.iter_rows(named=True)],
+             for r in seen.iter_rows(named=True)],
         )
     for regression in changes.regressed.iter_rows(named=True):
         # Only while still resolved: a user may have ignored or reopened it meanwhile.
@@ -364,6 +368,9 @@ def apply_issue_changes(
     ).all()
     frame = pl.DataFrame(ids, schema={"project_id": pl.UInt64, "fingerprint_hash": pl.Utf8,
                                       "id": pl.Int64}, orient="row")
+    if recount is not None and changes.new.height:
+        recount.update(frame.join(changes.new.select("project_id", "fingerprint_hash"),
+                                  on=["project_id", "fingerprint_hash"])["id"].to_list())
     return frame, changes.new.height, changes.regressed.height
 
 
@@ -390,14 +397,14 @@ def _link_feedback(client: Client, feedback: pl.DataFrame, events: pl.DataFrame)
     return feedback.with_columns(pl.Series("issue_id", issue_ids, dtype=pl.UInt64))
 
 
-def _store_chunk(session: Session, client: Client, processed: ProcessedRows, count_seen: bool,
-                 result: BatchResult) -> pl.DataFrame:
+def _store_chunk(session: Session, client: Client, processed: ProcessedRows,
+                 recount: set[int] | None, result: BatchResult) -> pl.DataFrame:
     """The issues of a chunk of a window's events, then its processed events and transactions.
     Chunks are stored in order in the window's one transaction, so storing a window in chunks
     leaves the same issues as storing it whole. Returns the events' (project_id, event_id,
     issue_id)."""
     issue_ids, new_issues, regressions = apply_issue_changes(
-        session, processed.events, count_seen=count_seen)
+        session, processed.events, recount)
     events = with_issue_ids(processed.events, issue_ids)
     for table, frame in (("events", events), ("transactions", processed.transactions)):
         if frame.height:
@@ -417,12 +424,16 @@ def process_window(
     source_map_cache: SourceMapCache | None = None,
     cursor_name: str | None = CURSOR_NAME,
     pool: PipelinePool | None = None,
+    recount: set[int] | None = None,
 ) -> BatchResult:
     """Process one window; with a cursor_name, that cursor moves to the window's end in the
     same transaction, and a window (or the part of it) the cursor has passed is skipped.
-    Without one (reprocessing) existing issues' counters stay as they are. A pool runs a
-    large window's pipeline in several processes."""
+    Without one (reprocessing) existing issues' counters stay as they are, but for those in
+    `recount` (see apply_issue_changes). A pool runs a large window's pipeline in several
+    processes."""
     result = BatchResult()
+    if cursor_name is None and recount is None:
+        recount = set()
     with system_session(engine) as session, session.begin():
         if cursor_name is not None:
             done_upto = _claim_cursor(session, cursor_name)
@@ -441,8 +452,8 @@ def process_window(
             raw = raw.filter(pl.col("project_id").is_in(list(configs)))
         if raw.height:
             if pool is not None and pool.parts_for(raw.height) > 1:
-                # Reprocessing stores the window whole: it counts no issue's events, and in
-                # chunks the issues its own earlier chunks created would go uncounted.
+                # Reprocessing stores the window whole: it is rare, and one chunk keeps its
+                # counting (only the issues it creates) simple.
                 chunks = (pool.run_in_chunks(raw, configs) if cursor_name is not None
                           else pool.run_in_chunks(raw, configs, chunk_rows=raw.height))
             else:
@@ -452,7 +463,7 @@ def process_window(
             with closing(chunks):
                 for processed in chunks:
                     issues_of_events.append(_store_chunk(
-                        session, client, processed, cursor_name is not None, result))
+                        session, client, processed, recount, result))
                     feedback.append(processed.feedback)
             # Feedback last: it may name an event of any chunk of the window.
             linked = _link_feedback(client, pl.concat(feedback), pl.concat(issues_of_events))
@@ -465,7 +476,8 @@ def process_window(
 
 
 def reprocess_window(
-    client: Client, engine: Engine, blobs: BlobStore, start: datetime, end: datetime
+    client: Client, engine: Engine, blobs: BlobStore, start: datetime, end: datetime,
+    max_rows: int = 50_000,
 ) -> BatchResult:
     """Run the pipelines again over raw events that landed in [start, end), e.g. after a
     grouping fix. Processed rows replace themselves; the live cursor is not touched, and
@@ -475,12 +487,14 @@ def reprocess_window(
     total = BatchResult()
     last = min(end - timedelta(microseconds=1), read_cursor(engine))  # windows include upto
     after = start - timedelta(microseconds=1)
+    created: set[int] = set()  # issues this reprocessing made: later windows add to them
     while after < last:
-        window = next_window(client, after, settle_seconds=0)
+        window = next_window(client, after, max_rows=max_rows, settle_seconds=0)
         if window is None or window.after >= last:
             break
         window = Window(window.after, min(window.upto, last))
-        step = process_window(client, engine, blobs, window, cursor_name=None)
+        step = process_window(client, engine, blobs, window, cursor_name=None,
+                              recount=created)
         for name in ("raw", "events", "transactions", "feedback", "new_issues", "regressions"):
             setattr(total, name, getattr(total, name) + getattr(step, name))
         after = window.upto

@@ -354,3 +354,32 @@ def test_reprocess_command_refuses_an_empty_range() -> None:
     )
     assert done.returncode == 2
     assert "the range is empty" in done.stderr
+
+
+def test_reprocessing_over_many_windows_counts_the_issues_it_creates(
+    runner: IngestStack,
+) -> None:
+    """Reprocessing that groups events into a new issue (after a grouping change; here the
+    issue was deleted) counts all of them, window after window, not only the first window's."""
+    stack = runner
+    marker = uuid.uuid4().hex[:8]
+    engine = db.make_engine(stack.settings.database_url)
+    start = datetime.now(UTC)
+
+    def the_issue() -> Issue | None:
+        with db.system_session(engine) as session:
+            return session.scalar(select(Issue).where(Issue.title.contains(marker)))
+
+    for n in range(1, 4):  # one landing (one window) each
+        event = {"event_id": uuid.uuid4().hex, "level": "error", "message": f"split {marker}"}
+        assert post(stack, "store", json.dumps(event).encode()).status_code == 200
+        wait_for(lambda n=n: (i := the_issue()) and i.times_seen == n)
+    with db.system_session(engine) as session, session.begin():
+        issue = session.scalar(select(Issue).where(Issue.title.contains(marker)))
+        session.delete(issue)
+
+    result = reprocess_window(stack.warehouse, engine, blob_store(stack.settings), start,
+                              datetime.now(UTC), max_rows=1)
+    assert result.raw == 3 and result.new_issues == 1
+    recreated = the_issue()
+    assert recreated is not None and recreated.times_seen == 3
