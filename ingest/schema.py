@@ -13,6 +13,8 @@ from typing import Any
 
 import msgspec
 
+from core.levels import SENTRY_LEVEL
+
 Number = int | float
 Timestamp = float | str  # seconds since the epoch, or RFC 3339
 
@@ -146,7 +148,7 @@ class Event(_Lenient):
     received: Timestamp | None = None
     type: str | None = None
     platform: str | None = None
-    level: str | None = None  # one of LEVELS in any case (SDKs send WARNING, notice)
+    level: str | None = None  # a key of SENTRY_LEVEL in any case (SDKs send WARNING, notice)
     logger: str | None = None
     transaction: str | None = None
     server_name: str | None = None
@@ -216,11 +218,6 @@ def too_deep(payload: bytes) -> bool:
     return False
 
 
-# Sentry's five levels and the aliases SDKs and logging libraries use; the pipeline maps them.
-LEVELS = frozenset({"fatal", "critical", "error", "warning", "warn", "info", "log", "notice",
-                    "debug", "trace"})
-
-
 def validate_event(payload: bytes) -> Event:
     if too_deep(payload):
         raise InvalidEvent(f"the event nests arrays and objects more than {MAX_DEPTH} levels deep")
@@ -230,9 +227,9 @@ def validate_event(payload: bytes) -> Event:
         raise InvalidEvent(_reason(exc)) from None
     except msgspec.DecodeError as exc:
         raise InvalidEvent(f"the event is not valid JSON: {_reason(exc)}") from None
-    if event.level is not None and event.level.lower() not in LEVELS:
+    if event.level is not None and event.level.lower() not in SENTRY_LEVEL:
         raise InvalidEvent(f"Invalid level {event.level!r}, expected one of "
-                           f"{', '.join(sorted(LEVELS))} - at `event.level`")
+                           f"{', '.join(sorted(SENTRY_LEVEL))} - at `event.level`")
     return event
 
 

@@ -18,6 +18,8 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
+from core.levels import SENTRY_LEVEL
+
 log = logging.getLogger(__name__)
 
 UTC_MS = pl.Datetime("ms", "UTC")
@@ -76,14 +78,9 @@ def text(value: Any, limit: int = 8192) -> str:
     return value[:limit]
 
 
-_LEVELS = {"fatal": "fatal", "critical": "fatal", "error": "error", "warning": "warning",
-           "warn": "warning", "info": "info", "log": "info", "notice": "info",
-           "debug": "debug", "trace": "debug"}
-
-
 def level_of(event: dict[str, Any]) -> str:
     """Sentry's five levels from what SDKs send (any case, aliases); error if unknown."""
-    return _LEVELS.get(text(event.get("level")).strip().lower(), "error")
+    return SENTRY_LEVEL.get(text(event.get("level")).strip().lower(), "error")
 
 
 def parse_timestamp(value: Any, fallback: datetime) -> datetime:
