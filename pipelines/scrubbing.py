@@ -27,7 +27,7 @@ Rust regex over its JSON text, so most rules run vectorized over the `payload` c
 3. Only those events are parsed and walked in Python, running only the rules they triggered.
    Except where `key=value` in text is the only rule left and every string it could apply
    to is plain (query strings, URLs, `id: 5`): there it runs as a regex over the JSON text
-   too, and the event is re-serialized as the walk would (`_quick_key_values`).
+   too (`_quick_key_values`); parsed, such an event equals what the walk makes of it.
 
 The same rules exist as Python regexes over decoded strings (`scrub_text`, the walk, and
 `scrub_event_json`, which applies everything in Python); the tests check that both paths
@@ -1059,8 +1059,8 @@ def scrub_payloads(frame: pl.DataFrame, configs: Mapping[int, ScrubConfig]) -> p
     )
 
     # 2b. Events whose only rule left is `key=value` in text, in plain strings (query
-    # strings, URLs): that rule as a regex over the JSON text, and the event serialized as
-    # the walk would, instead of the walk (which costs about three times as much).
+    # strings, URLs): that rule as a regex over the JSON text instead of the walk (which
+    # costs several times as much).
     payload, masks = _quick_key_values(payload, masks)
 
     # 3. The walk, for those events only.
@@ -1142,15 +1142,11 @@ def _bits(rows: pl.Series, bits: int) -> pl.Series:
     return rows.fill_null(False).cast(pl.UInt8) * bits
 
 
-def _key_value_bits(
-    rows: pl.Series, payload: pl.Series
-) -> tuple[pl.Series, _LazyNeedles | dict[int, tuple[str, ...]]]:
+def _key_value_bits(rows: pl.Series, payload: pl.Series) -> tuple[pl.Series, _LazyNeedles]:
     """Walk bits for the events with `key=value` in text whose key may be sensitive, and for
     each (by row) the first letters of those keys: the strings to run the rule on hold them."""
     masks = pl.Series([0] * rows.len(), dtype=pl.UInt8)
     indices = rows.arg_true()
-    if indices.len() == 0:
-        return masks, {}
     found = payload.gather(indices).str.extract_all(_TRIGGER_KEY_VALUE)
     with_found = found.list.len() > 0
     selected = indices.filter(with_found)
