@@ -434,10 +434,6 @@ class _EventMaps:
     release: str | None
     dist: str | None
     debug_ids: dict[str, str]  # bundle URL (code_file) → debug id
-    # bundle URL → map found for it, so the frames of one bundle look it up once per event
-    found: dict[str, tuple[ParsedSourceMap | MapMissing, str, str | None]] = field(
-        default_factory=dict
-    )
 
 
 @dataclass
@@ -611,16 +607,13 @@ class _Symbolicator:
     def find_map(
         self, maps: _EventMaps, url: str
     ) -> tuple[ParsedSourceMap | MapMissing, str, str | None]:
-        """The map for a bundle URL: by debug id first, else by release and URL."""
-        found = maps.found.get(url)
+        """The map for a bundle URL: by debug id first, else by release and URL. Looked up
+        once per batch: the frames of one bundle, and events of one release, share it."""
+        key = (maps.organization_id, maps.release, maps.dist, url,
+               maps.debug_ids.get(url) or maps.debug_ids.get(_strip_query(url)))
+        found = self._found_in_batch.get(key)
         if found is None:
-            # Events of one release share their bundles: looked up once per batch.
-            key = (maps.organization_id, maps.release, maps.dist, url,
-                   maps.debug_ids.get(url) or maps.debug_ids.get(_strip_query(url)))
-            found = self._found_in_batch.get(key)
-            if found is None:
-                found = self._found_in_batch[key] = self._find_map(maps, url)
-            maps.found[url] = found
+            found = self._found_in_batch[key] = self._find_map(maps, url)
         return found
 
     def _find_map(
