@@ -295,8 +295,7 @@ def apply_issue_changes(
         select(Release.organization_id, Release.version,
                func.coalesce(Release.date_released, Release.created_at))
         .where(Release.version.in_(versions),
-               Release.organization_id.in_({org for org, _ in releases}
-                                           | set(summary["organization_id"])))):
+               Release.organization_id.in_(set(summary["organization_id"])))):
         release_dates.setdefault(org, {})[version] = date
     changes = plan_issue_changes(summary, existing, release_dates)
 
