@@ -464,6 +464,12 @@ _TRIGGER_KEY_VALUE = (
 _TRIGGER_CONTAINER = (
     rf"(?i){_JSON_KEY}\s*:\s*[\[{{]|\[\s*{_JSON_PAIR_NAME}\s*,\s*[\[{{]"
 )
+# What every match of _TRIGGER_CONTAINER holds, over the lowered text: a stem, the rest of
+# its string, and a container after `:` or `,`. Starting with literals, it runs as a fast
+# literal search. (?i) also reads the long s (U+017F) as `s`, which lowering leaves as it
+# is: events holding one get the full test whatever the hint says.
+_CONTAINER_HINT = rf'(?:{_STEM_LITERALS})(?:[^"\\]|\\(?s:.))*"\s*[:,]\s*[\[{{]'
+_LONG_S = "\u017f"
 # Cheap tests that select the events worth running an expensive regex on.
 _TRIGGER_EMAIL = (
     rf"@(?:[^\W_]|{_U})(?:[\w\-]|{_U})*(?:\.(?:[\w\-]|{_U})+)*\.(?:[^\W\d_]|{_U}){{2}}"
@@ -1018,7 +1024,11 @@ def scrub_payloads(frame: pl.DataFrame, configs: Mapping[int, ScrubConfig]) -> p
     # walk knows where such a value ends).
     python_only = payload.str.contains(_TRIGGER_ODD_ESCAPES).fill_null(False)
     with_stem = lowered.str.contains(_STEM_LITERALS).fill_null(False)
-    python_only |= _where(with_stem, payload, _TRIGGER_CONTAINER)
+    # The container trigger scans all the text of an event without a match (most events);
+    # a test over the lowered text that starts at a stem (a fast literal search) picks the
+    # events it can match first.
+    hinted = _where(with_stem, lowered, _CONTAINER_HINT) | _where(with_stem, payload, _LONG_S)
+    python_only |= _where(hinted, payload, _TRIGGER_CONTAINER)
     for project_id, config in configs.items():
         if config.safe_fields:
             names = [name.lower() for name in config.safe_fields]
@@ -1046,7 +1056,7 @@ def scrub_payloads(frame: pl.DataFrame, configs: Mapping[int, ScrubConfig]) -> p
     # 2. Which events the walk must see, and which of its rules to run.
     ip_projects = [pid for pid, config in configs.items() if config.ip_mode != "keep"]
     extra_projects = [pid for pid, config in configs.items() if config.extra_patterns]
-    key_masks, key_needles = _key_value_bits(with_stem, payload)
+    key_masks = _bits(_where(with_stem, payload, _TRIGGER_KEY_VALUE), _KEY_VALUE)
     number_masks, number_needles = _number_bits(rows, payload)
     masks = (
         key_masks
@@ -1066,6 +1076,7 @@ def scrub_payloads(frame: pl.DataFrame, configs: Mapping[int, ScrubConfig]) -> p
     # 3. The walk, for those events only.
     selected = (masks > 0).arg_true()
     if selected.len():
+        key_needles = _key_value_needles(payload, selected, masks.gather(selected))
         scrubbers: dict[tuple[int, int], _Scrubber] = {}
         scrubbed: list[str] = []
         for row, project_id, ip, text, mask in zip(
@@ -1142,32 +1153,19 @@ def _bits(rows: pl.Series, bits: int) -> pl.Series:
     return rows.fill_null(False).cast(pl.UInt8) * bits
 
 
-def _key_value_bits(rows: pl.Series, payload: pl.Series) -> tuple[pl.Series, _LazyNeedles]:
-    """Walk bits for the events with `key=value` in text whose key may be sensitive, and for
-    each (by row) the first letters of those keys: the strings to run the rule on hold them."""
-    masks = pl.Series([0] * rows.len(), dtype=pl.UInt8)
-    indices = rows.arg_true()
-    found = payload.gather(indices).str.extract_all(_TRIGGER_KEY_VALUE)
-    with_found = found.list.len() > 0
-    selected = indices.filter(with_found)
-    masks.scatter(selected, _KEY_VALUE)
-    return masks, _LazyNeedles(selected, found.filter(with_found))
-
-
-class _LazyNeedles:
-    """The `key=value` needles by row, worked out only for the rows the walk asks for: most
-    events with such pairs take the quick path and never need them."""
-
-    def __init__(self, rows: pl.Series, matches: pl.Series) -> None:
-        self._position = {row: position for position, row in enumerate(rows.to_list())}
-        self._matches = matches
-
-    def get(self, row: int, default: tuple[str, ...]) -> tuple[str, ...]:
-        position = self._position.get(row)
-        if position is None:
-            return default
-        matches = self._matches[position]
-        return tuple({match[:3] for match in matches})  # stems have 3+ letters
+def _key_value_needles(payload: pl.Series, selected: pl.Series,
+                       masks: pl.Series) -> dict[int, tuple[str, ...]]:
+    """For the walked events (`selected` rows, their `masks`) that run the `key=value` rule
+    with needles, the first letters of the keys that may be sensitive (by row): the strings
+    to run the rule on hold them. Worked out here, for these events only, as most events with
+    such pairs take the quick path (their bit comes from a `contains`, which stops at the
+    first pair, where listing every pair reads all the text)."""
+    rows = selected.filter((masks & (_KEY_VALUE | _PATTERNS)) == _KEY_VALUE)
+    if rows.len() == 0:
+        return {}
+    found = payload.gather(rows).str.extract_all(_TRIGGER_KEY_VALUE).to_list()
+    return {row: tuple({match[:3] for match in matches})  # stems have 3+ letters
+            for row, matches in zip(rows.to_list(), found, strict=True) if matches}
 
 
 def _number_bits(rows: pl.Series,
