@@ -406,7 +406,13 @@ def symbolicate_payloads(
     symbolicator = _Symbolicator(source_maps, cache)
     rows: list[int] = []
     new_payloads: list[str] = []
-    for row, organization_id, text in candidates.iter_rows():
+    # Plain lists rather than iter_rows: the per-row tuples cost more than the rows' own work.
+    for row, organization_id, text in zip(
+        candidates.get_column("row").to_list(),
+        candidates.get_column("organization_id").to_list(),
+        candidates.get_column("payload").to_list(),
+        strict=True,
+    ):
         rewritten = symbolicator.payload(int(organization_id), text)
         if rewritten is not None:
             rows.append(row)
@@ -426,14 +432,22 @@ class _ProviderFailure(Exception):
         self.error = error
 
 
+# What a bundle URL means for the frames that point into it, in one context (organization,
+# release, dist, debug images): a map to resolve positions in, or, for a bundle without a
+# usable map, the `data` every such frame gets.
+_UrlVerdict = dict[str, Any] | tuple["ParsedSourceMap", str, str | None]
+
+
 @dataclass
 class _EventMaps:
-    """What an event says about where its maps are."""
+    """What an event says about where its maps are. Shared by the events of a batch that
+    say the same, with what was decided for each bundle URL."""
 
     organization_id: int
     release: str | None
     dist: str | None
     debug_ids: dict[str, str]  # bundle URL (code_file) → debug id
+    by_url: dict[str, _UrlVerdict] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -446,6 +460,19 @@ class _Resolution:
 
 
 _ABSENT = object()  # a frame without `data`
+_FRAME_PLATFORMS = (None, *sorted(JAVASCRIPT_PLATFORMS))  # a frame's own platform, if any
+_NEVER_MAPPED_DATA: dict[str, Any] = {"symbolicated": False}
+
+
+def _as_it_came(frame: Any, came_data: dict[int, Any], originals: dict[int, dict[str, Any]]) -> Any:
+    """A frame as it came: its copy from before it was rewritten, or the frame with its
+    `data` as it was (not noted: none). Anything but a dict was never changed."""
+    if not isinstance(frame, dict):
+        return frame
+    original = originals.get(id(frame))
+    if original is not None:
+        return original
+    return _with_data(frame, came_data.get(id(frame), _ABSENT))
 
 
 def _with_data(frame: dict[str, Any], data: Any) -> dict[str, Any]:
@@ -457,6 +484,9 @@ def _with_data(frame: dict[str, Any], data: Any) -> dict[str, Any]:
 
 
 class _Symbolicator:
+    # Tests turn the quick path for common frames off to check it against the general path.
+    quick: ClassVar[bool] = True
+
     def __init__(self, provider: SourceMapProvider, cache: SourceMapCache) -> None:
         self.provider = provider
         self.cache = cache
@@ -464,6 +494,9 @@ class _Symbolicator:
             tuple[int, str | None, str | None, str, str | None],
             tuple[ParsedSourceMap | MapMissing, str, str | None],
         ] = {}
+        # Events of a batch mostly share a release and their bundles: each distinct context
+        # is one _EventMaps, so its per-URL verdicts serve every such event.
+        self._contexts: dict[tuple[Any, ...], _EventMaps] = {}
 
     def payload(self, organization_id: int, text: str) -> str | None:
         """The rewritten payload, or None to keep the original text unchanged."""
@@ -485,8 +518,8 @@ class _Symbolicator:
         return orjson.dumps(event).decode() if changed else None
 
     def event(self, organization_id: int, event: dict[str, Any]) -> bool:
-        """Symbolicate `event` in place; True if anything was written."""
-        stacktraces = list(_stacktrace_holders(event))
+        """Symbolicate `event` (as orjson parsed it) in place; True if anything was written."""
+        stacktraces = _stacktrace_holders(event)
         if not stacktraces:
             return False
         if event.get("platform") not in JAVASCRIPT_PLATFORMS and not any(
@@ -496,12 +529,16 @@ class _Symbolicator:
             if (url := _frame_url(frame))
         ):
             return False
-        maps = _EventMaps(
-            organization_id=organization_id,
-            release=_text_or_none(event.get("release")),
-            dist=_text_or_none(event.get("dist")),
-            debug_ids=_debug_images(event),
-        )
+        release, dist = event.get("release"), event.get("dist")
+        if not isinstance(release, str) or not release:
+            release = None
+        if not isinstance(dist, str) or not dist:
+            dist = None
+        debug_ids = _debug_images(event) if "debug_meta" in event else {}
+        context = (organization_id, release, dist, *debug_ids.items())
+        maps = self._contexts.get(context)
+        if maps is None:
+            maps = self._contexts[context] = _EventMaps(organization_id, release, dist, debug_ids)
         for holder, stacktrace in stacktraces:
             self.stacktrace(maps, holder, stacktrace)
         return True
@@ -510,29 +547,71 @@ class _Symbolicator:
         self, maps: _EventMaps, holder: dict[str, Any], stacktrace: dict[str, Any]
     ) -> None:
         frames: list[Any] = stacktrace["frames"]
-        # Each frame's `data` as it came, to give back the frames as they came (kept as
-        # `raw_stacktrace`) once one is rewritten: copying them all up front cost more than
-        # the whole stage does for the events of apps without maps.
-        as_they_came: list[Any] = []
+        if not frames:
+            return
+        # The frames as they came, for `raw_stacktrace` once one is rewritten: copying them
+        # all up front cost more than the whole stage does for the events of apps without
+        # maps. Only frames taking the general path are noted (by identity: the frames of a
+        # parsed event are distinct objects); a frame of the quick path had no `data`.
+        came_data: dict[int, Any] = {}
+        originals: dict[int, dict[str, Any]] = {}
         any_symbolicated = False
         # Frames run from the outermost call to the innermost, so the frame before this one
         # is its caller; see the module docstring on function names.
         caller: _Resolution | None = None
+        by_url, quick = maps.by_url, self.quick
         for frame in frames:
+            # The quick path, for the common frame: a dict without `data` or `platform`, an
+            # int line and column and a string URL, decided by its bundle's verdict alone.
+            # Anything else takes the general path (`frame`), which has the final say.
+            if quick and type(frame) is dict and "data" not in frame and "platform" not in frame:
+                lineno, colno = frame.get("lineno"), frame.get("colno")
+                if type(lineno) is int and type(colno) is int and lineno > 0 and colno > 0:
+                    url = frame.get("abs_path")
+                    if not url or type(url) is not str:
+                        url = frame.get("filename")
+                    if url and type(url) is str:
+                        verdict = by_url.get(url) or self._verdict(maps, url)
+                        if type(verdict) is dict:
+                            # Shared by the frames of this bundle: `data` dicts are replaced,
+                            # never changed in place, and the event is dumped right after.
+                            frame["data"] = verdict
+                            caller = None  # an unmapped caller names no function
+                            continue
+                        resolution = self.rewrite(frame, {}, verdict, url, caller)
+                        if resolution.original is not None:
+                            originals[id(frame)] = resolution.original
+                        any_symbolicated = any_symbolicated or resolution.symbolicated
+                        caller = resolution
+                        continue
             if not isinstance(frame, dict):
-                as_they_came.append(frame)
                 caller = None
                 continue
-            data = frame.get("data", _ABSENT)
+            came_data[id(frame)] = frame.get("data", _ABSENT)
             resolution = self.frame(maps, frame, caller)
-            # A rewritten frame comes with its copy from before; the others only got new data.
-            as_they_came.append(resolution.original or (frame, data))
+            if resolution.original is not None:
+                originals[id(frame)] = resolution.original
             any_symbolicated = any_symbolicated or resolution.symbolicated
             caller = resolution
         if any_symbolicated and "raw_stacktrace" not in holder:
-            holder["raw_stacktrace"] = {**stacktrace, "frames": [
-                _with_data(*came) if isinstance(came, tuple) else came for came in as_they_came
-            ]}
+            holder["raw_stacktrace"] = {
+                **stacktrace,
+                "frames": [_as_it_came(frame, came_data, originals) for frame in frames],
+            }
+
+    def _verdict(self, maps: _EventMaps, url: str) -> _UrlVerdict:
+        """Decide, once per context, what a bundle URL means for its frames."""
+        verdict: _UrlVerdict
+        if url.startswith(_NEVER_MAPPED_PREFIXES):
+            verdict = _NEVER_MAPPED_DATA
+        else:
+            found, resolved_with, debug_id = self.find_map(maps, url)
+            if isinstance(found, MapMissing):
+                verdict = {"symbolicated": False, "symbolication_error": found.value}
+            else:
+                verdict = (found, resolved_with, debug_id)
+        maps.by_url[url] = verdict
+        return verdict
 
     def _map_for(
         self, maps: _EventMaps, frame: dict[str, Any]
@@ -546,7 +625,7 @@ class _Symbolicator:
             or url.startswith(_NEVER_MAPPED_PREFIXES)
             or not _positive_int(lineno)
             or not _positive_int(colno)  # a line alone is ambiguous in a one-line bundle
-            or frame.get("platform") not in (None, *JAVASCRIPT_PLATFORMS)
+            or frame.get("platform") not in _FRAME_PLATFORMS
         ):
             return None, "", None
         return self.find_map(maps, url)
@@ -554,6 +633,7 @@ class _Symbolicator:
     def frame(
         self, maps: _EventMaps, frame: dict[str, Any], caller: _Resolution | None
     ) -> _Resolution:
+        """The general path for one frame, whatever its shape."""
         data = frame.get("data")
         if not isinstance(data, dict):
             data = {}
@@ -567,11 +647,23 @@ class _Symbolicator:
         if isinstance(found, MapMissing):
             frame["data"] = {**data, "symbolicated": False, "symbolication_error": found.value}
             return _Resolution(False)
+        return self.rewrite(
+            frame, data, (found, resolved_with, debug_id), _frame_url(frame) or "", caller
+        )
 
-        url = _frame_url(frame) or ""
+    def rewrite(
+        self,
+        frame: dict[str, Any],
+        data: dict[str, Any],
+        found: tuple[ParsedSourceMap, str, str | None],
+        url: str,
+        caller: _Resolution | None,
+    ) -> _Resolution:
+        """Rewrite a frame with a map to its original position, if the map covers it."""
+        parsed, resolved_with, debug_id = found
         lineno, colno = frame["lineno"], frame["colno"]
         data = dict(data)
-        position = found.resolve(lineno - 1, colno - 1)  # frames are 1-based, maps 0-based
+        position = parsed.resolve(lineno - 1, colno - 1)  # frames are 1-based, maps 0-based
         if position is None:
             frame["data"] = {**data, "symbolicated": False, "symbolication_error": "no_mapping"}
             return _Resolution(False)
@@ -609,8 +701,13 @@ class _Symbolicator:
     ) -> tuple[ParsedSourceMap | MapMissing, str, str | None]:
         """The map for a bundle URL: by debug id first, else by release and URL. Looked up
         once per batch: the frames of one bundle, and events of one release, share it."""
-        key = (maps.organization_id, maps.release, maps.dist, url,
-               maps.debug_ids.get(url) or maps.debug_ids.get(_strip_query(url)))
+        key = (
+            maps.organization_id,
+            maps.release,
+            maps.dist,
+            url,
+            maps.debug_ids.get(url) or maps.debug_ids.get(_strip_query(url)),
+        )
         found = self._found_in_batch.get(key)
         if found is None:
             found = self._found_in_batch[key] = self._find_map(maps, url)
@@ -656,6 +753,8 @@ def _stacktrace_holders(event: dict[str, Any]) -> list[tuple[dict[str, Any], dic
     found: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for section in ("exception", "threads"):
         container = event.get(section)
+        if container is None:
+            continue
         # Sentry accepts both {"values": [...]} and a bare list here.
         values = container.get("values") if isinstance(container, dict) else container
         if not isinstance(values, list):
@@ -699,10 +798,6 @@ def _frame_url(frame: Any) -> str | None:
 
 def _positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _text_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _strip_query(url: str) -> str:
