@@ -1023,11 +1023,14 @@ def scrub_payloads(frame: pl.DataFrame, configs: Mapping[int, ScrubConfig]) -> p
     # with odd escapes, containers under sensitive keys, or a project's safe field (only the
     # walk knows where such a value ends).
     python_only = payload.str.contains(_TRIGGER_ODD_ESCAPES).fill_null(False)
-    with_stem = lowered.str.contains(_STEM_LITERALS).fill_null(False)
+    # The long s (U+017F) is an `s` to the (?i) rules but not to lowering: a key such as
+    # "paſsword" has no stem in the lowered text, and would otherwise skip every key rule.
+    long_s = payload.str.contains(_LONG_S, literal=True).fill_null(False)
+    with_stem = lowered.str.contains(_STEM_LITERALS).fill_null(False) | long_s
     # The container trigger scans all the text of an event without a match (most events);
     # a test over the lowered text that starts at a stem (a fast literal search) picks the
     # events it can match first.
-    hinted = _where(with_stem, lowered, _CONTAINER_HINT) | _where(with_stem, payload, _LONG_S)
+    hinted = _where(with_stem, lowered, _CONTAINER_HINT) | long_s
     python_only |= _where(hinted, payload, _TRIGGER_CONTAINER)
     for project_id, config in configs.items():
         if config.safe_fields:
