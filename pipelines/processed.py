@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from itertools import accumulate, chain
 from operator import itemgetter
-from typing import Any
+from typing import Annotated, Any, NamedTuple
 
+import msgspec
 import orjson
 import polars as pl
 import pyarrow as pa
@@ -85,6 +87,11 @@ def level_of(event: dict[str, Any]) -> str:
 
 def parse_timestamp(value: Any, fallback: datetime) -> datetime:
     """Seconds since the epoch or RFC 3339, as SDKs send; anything else is the receive time."""
+    parsed = _time_of(value)
+    return fallback if parsed is None else parsed
+
+
+def _time_of(value: Any) -> datetime | None:
     try:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return datetime.fromtimestamp(float(value), UTC)
@@ -93,7 +100,7 @@ def parse_timestamp(value: Any, fallback: datetime) -> datetime:
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     except (ValueError, OverflowError, OSError):
         pass
-    return fallback
+    return None
 
 
 def exception_values(event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -146,6 +153,116 @@ def _context_names(
     )
 
 
+# --- the quick path: a typed decode of what the rows read ----------------------------------
+#
+# msgspec decodes only the fields below and skips the rest of the event in C, where parsing
+# all of it with orjson cost more than the rest of a row. The parts stored as JSON text
+# (exception values, breadcrumbs, contexts) are kept as `msgspec.Raw`: sliced out of the
+# payload, not parsed and dumped again. A slice is the payload's own text: the same as
+# orjson would write when the payload is compact JSON (as the earlier stages write it), and
+# the same JSON otherwise (readers parse these columns).
+#
+# Types are narrow so that the quick path needs none of the general path's care: text is a
+# string no longer than the column keeps (no cutting), objects are objects. An event with a
+# value of another type or length, or of another shape, fails the decode (or the row raises
+# `_NotQuick`) and is read by the general path (`make`) as before. Numbers beyond a double
+# (1e400) are the one thing msgspec lets through where orjson refuses the whole event: such
+# an event now gets its row (fingerprinting already reads it).
+
+
+class _NotQuick(Exception):
+    """A value the quick path does not read as the general path would."""
+
+
+def _text(limit: int) -> Any:
+    return Annotated[str, msgspec.Meta(max_length=limit)]
+
+
+_Text = _text(8192)
+_Time = float | int | str | None
+_Tag = _text(200)
+_Tags = dict[_Tag, _Tag] | list[tuple[_Tag | None, _Tag | None]] | None
+_INT_RANGE = range(-(2**63), 2**64)  # orjson reads integers out of it as floats
+
+
+class _Named(msgspec.Struct, gc=False):
+    name: _Text | None = None
+    version: _Text | None = None
+
+
+class _Device(msgspec.Struct, gc=False):
+    model: _Text | None = None
+    family: _Text | None = None
+
+
+class _User(msgspec.Struct, gc=False):
+    id: _Text | int | None = None
+    email: _Text | None = None
+    username: str | None = None
+    ip_address: _Text | None = None
+
+
+class _Request(msgspec.Struct, gc=False):
+    url: _Text | None = None
+    method: _text(16) | None = None
+
+
+def _quick_tags(tags: _Tags) -> dict[str, str]:
+    """`tag_pairs` of typed tags, as a dict (the decoder's own when it made one)."""
+    if tags is None:
+        return {}
+    if type(tags) is dict:
+        return tags
+    return {key: value or "" for key, value in tags if key is not None}
+
+
+def _quick_user(user: _User | None, client_ip: str | None) -> tuple[str, str, str | None, str]:
+    """User id, email, IP and key (`user_key`) of a typed user."""
+    if user is None:
+        return "", "", client_ip, f"ip:{client_ip}" if client_ip else ""
+    user_id = user.id
+    if type(user_id) is int:
+        if user_id not in _INT_RANGE:
+            raise _NotQuick("an id orjson reads as a float")
+        user_id = str(user_id)
+    ip = user.ip_address or client_ip
+    if user_id:
+        key = f"id:{user_id}"
+    elif user.email:
+        key = f"email:{user.email}"
+    elif user.username:
+        key = f"username:{user.username}"
+    elif user.ip_address:
+        key = f"ip_address:{user.ip_address}"
+    else:
+        key = f"ip:{ip}" if ip else ""
+    return user_id or "", user.email or "", ip, key
+
+
+def _quick_us(value: _Time, fallback: int) -> int:
+    """`parse_timestamp` in microseconds since the epoch (as is `fallback`)."""
+    if type(value) is float and 0.0 <= value < 1e11:
+        # What datetime.fromtimestamp does without building the datetime (a tenth of the
+        # row's cost): the fraction of a second rounded half to even to microseconds. A
+        # fraction that rounds up to a whole second carries over in the sum.
+        seconds = int(value)
+        return seconds * 1_000_000 + round((value - seconds) * 1e6)
+    if type(value) is int and 0 <= value < 10**11:
+        return value * 1_000_000
+    if value is None:
+        return fallback
+    parsed = _time_of(value)
+    return fallback if parsed is None else _epoch_us(parsed)
+
+
+class _Quick(NamedTuple):
+    """A typed decoder of the payload and the row of what it decoded, given the frame's row
+    (payload, receive time in microseconds, the other columns the builder reads)."""
+
+    decoder: msgspec.json.Decoder[Any]
+    row: Callable[[Any, tuple[Any, ...]], tuple[Any, ...] | None]
+
+
 def _build(
     frame: pl.DataFrame,
     item_types: tuple[str, ...],
@@ -153,25 +270,54 @@ def _build(
     make: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | None],
     reads: tuple[str, ...],
     copied: dict[str, pl.Expr],
+    quick: _Quick | None = None,
 ) -> pl.DataFrame:
     """Rows of `schema`: `copied` columns (expressions over the frame) are taken over by
     Polars as they are, the others are what `make(row, event)` returns from the event's JSON
     and the frame columns in `reads` (those the frame has). Passing the ids, timestamps and
-    the payload through Python and back cost about a sixth of the stage."""
+    the payload through Python and back cost about a sixth of the stage.
+
+    `quick`, when given, builds the same row from a typed decode of the payload (see
+    `_Quick`); events it does not take go through `make` as before."""
     selected = frame.filter(pl.col("item_type").is_in(item_types))
     computed = [name for name in schema if name not in copied]
     in_computed_order = itemgetter(*computed)
+    present = [name for name in reads if name in selected.columns]
+    # The quick path reads the receive time as microseconds since the epoch; a frame whose
+    # column is of another type (or lacks one `make` reads) has every row built by `make`.
+    in_us = quick is not None and len(present) == len(reads) and reads[:2] == (
+        "payload", "received_at") and selected.schema["received_at"] in _RECEIVED_TYPES
+    values = [selected.get_column(name) for name in present]
+    if in_us:
+        values[1] = values[1].dt.epoch("us")
+    else:
+        quick = None
+    # Each builder's row as a tuple in `computed` order, its JSON text columns as bytes and
+    # its timestamps as integers of their column's unit (Polars takes both in bulk).
+    to_row = _general_row(schema, computed)
     kept: list[int] = []
     built_rows: list[tuple[Any, ...]] = []
-    present = [name for name in reads if name in selected.columns]
-    for index, row in enumerate(selected.select(present).iter_rows(named=True)):
+    for index, row in enumerate(zip(*(column.to_list() for column in values), strict=True)):
+        if quick is not None and row[1] is not None:
+            try:
+                quick_row = quick.row(quick.decoder.decode(row[0]), row)
+            except Exception:  # a shape or value the quick path leaves to `make`
+                pass
+            else:
+                if quick_row is not None:
+                    kept.append(index)
+                    built_rows.append(quick_row)
+                continue
+        fields = dict(zip(present, row, strict=True))
+        if in_us:
+            fields["received_at"] = _from_us(row[1])
         try:
-            event = orjson.loads(row["payload"])
+            event = orjson.loads(fields["payload"])
         except orjson.JSONDecodeError:
             continue  # ingest validated it; a broken row is skipped, not fatal
         if isinstance(event, dict):
             try:
-                built = make(row, event)
+                built = make(fields, event)
             except Exception:
                 # A shape ingest validation would have refused (a row landed some other way):
                 # that row is skipped, the batch of everyone's events goes on.
@@ -179,22 +325,75 @@ def _build(
                 continue
             if built is not None:
                 kept.append(index)
-                built_rows.append(in_computed_order(built))
+                built_rows.append(to_row(in_computed_order(built)))
     # Rows transposed to columns in one C pass (appending value by value cost a third of the
-    # stage), then through Arrow: it converts the list columns at once, Polars one by one.
+    # stage), each column then converted by Polars in bulk.
     columns = list(zip(*built_rows, strict=True)) if built_rows else [() for _ in computed]
-    arrow_schema = pl.DataFrame(schema={name: schema[name] for name in computed}).to_arrow().schema
-    table = pa.Table.from_arrays(
-        [pa.array(values, type=field.type) for values, field in zip(columns, arrow_schema,
-                                                                   strict=True)],
-        schema=arrow_schema,
-    )
-    built_frame = pl.from_arrow(table)
-    assert isinstance(built_frame, pl.DataFrame)
+    built_frame = pl.DataFrame([_series(name, schema[name], list(column))
+                                for name, column in zip(computed, columns, strict=True)])
     if len(kept) < selected.height:
         selected = selected[kept]
     taken = selected.select(expr.cast(schema[name]).alias(name) for name, expr in copied.items())
     return pl.concat([taken, built_frame], how="horizontal").select(list(schema))
+
+
+_JSON_COLUMNS = frozenset({"stacktrace", "breadcrumbs", "contexts"})
+_RECEIVED_TYPES = (pl.Datetime("ms", "UTC"), pl.Datetime("us", "UTC"))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+_ONE_US = timedelta(microseconds=1)
+
+
+def _from_us(us: int | None) -> datetime | None:
+    return None if us is None else _EPOCH + timedelta(microseconds=us)
+
+
+def _epoch_us(moment: datetime) -> int:
+    """Microseconds since the epoch as Arrow counts them: a naive time is UTC, and an offset
+    from UTC counts in whole seconds (Arrow drops the microseconds of an offset)."""
+    offset = moment.utcoffset()
+    if not offset:
+        return (moment.replace(tzinfo=None) - _EPOCH_NAIVE) // _ONE_US
+    return ((moment.replace(tzinfo=None) - _EPOCH_NAIVE) // _ONE_US
+            - (offset.days * 86_400 + offset.seconds) * 1_000_000)
+
+
+def _general_row(
+    schema: dict[str, pl.DataType | type[pl.DataType]], computed: list[str]
+) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """A row of `make` (datetimes, JSON as str) as the quick path gives it (integers, bytes)."""
+    converts: list[tuple[int, Callable[[Any], Any]]] = []
+    for position, name in enumerate(computed):
+        if name in _JSON_COLUMNS:
+            converts.append((position, str.encode))
+        elif isinstance(schema[name], pl.Datetime):
+            divisor = 1_000 if schema[name] == UTC_MS else 1
+            converts.append((position, lambda moment, divisor=divisor: None if moment is None
+                             else _epoch_us(moment) // divisor))
+
+    def to_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        values = list(row)
+        for position, convert in converts:
+            values[position] = convert(values[position])
+        return tuple(values)
+
+    return to_row
+
+
+def _series(name: str, dtype: pl.DataType | type[pl.DataType], values: list[Any]) -> pl.Series:
+    if name in _JSON_COLUMNS:  # bytes sliced out of the payload: Polars checks the UTF-8
+        return pl.Series(name, values, dtype=pl.Binary).cast(pl.Utf8)
+    if isinstance(dtype, pl.Datetime):
+        return pl.Series(name, values, dtype=pl.Int64).cast(dtype)
+    if isinstance(dtype, pl.List):
+        # One flat column and the offsets where each row's list starts: Arrow makes the list
+        # column of them at once (Polars converts a list of lists one list at a time).
+        inner = pl.Series(list(chain.from_iterable(values)), dtype=dtype.inner).to_arrow()
+        offsets = pl.Series(list(accumulate(map(len, values), initial=0)), dtype=pl.Int64)
+        lists = pl.from_arrow(pa.LargeListArray.from_arrays(offsets.to_arrow(), inner))
+        assert isinstance(lists, pl.Series)
+        return lists.cast(dtype).alias(name)
+    return pl.Series(name, values, dtype=dtype)
 
 
 def _copied(*names: str, **renamed: pl.Expr) -> dict[str, pl.Expr]:
@@ -270,9 +469,176 @@ _EVENT_COPIED = _copied(
 )
 
 
+class _Mechanism(msgspec.Struct, gc=False):
+    handled: Any = None
+
+
+class _ExceptionHead(msgspec.Struct, gc=False):
+    """What a row reads of an exception; its stack trace is stored as it came."""
+
+    type: _Text | None = None
+    value: _Text | None = None
+    mechanism: _Mechanism | None = None
+
+
+class _Exceptions(msgspec.Struct, gc=False):
+    values: list[msgspec.Raw] | None = None
+
+
+class _Breadcrumbs(msgspec.Struct, gc=False):
+    values: msgspec.Raw = msgspec.Raw(b"[]")
+
+
+class _Message(msgspec.Struct, gc=False):
+    formatted: str | None = None
+    message: str | None = None
+
+
+class _Sdk(msgspec.Struct, gc=False):
+    name: _Text | None = None
+    version: _Text | None = None
+
+
+class _Contexts(msgspec.Struct, gc=False):
+    browser: _Named | None = None
+    os: _Named | None = None
+    device: _Device | None = None
+
+
+class _Event(msgspec.Struct, gc=False):
+    timestamp: _Time = None
+    level: _Text | None = None
+    platform: _Text | None = None
+    logentry: _Message | str | None = None
+    message: _Message | str | None = None
+    exception: _Exceptions | list[msgspec.Raw] | None = None
+    release: _text(250) | None = None
+    environment: _text(64) | None = None
+    dist: _text(64) | None = None
+    transaction: _Text | None = None
+    user: _User | None = None
+    contexts: msgspec.Raw = msgspec.Raw(b"{}")
+    request: _Request | None = None
+    sdk: _Sdk | None = None
+    tags: _Tags = None
+    fingerprint: list[_Text | None] | None = None
+    breadcrumbs: msgspec.Raw = msgspec.Raw(b"[]")
+
+
+_EXCEPTION_HEADS = msgspec.json.Decoder(list[_ExceptionHead])
+_CONTEXTS = msgspec.json.Decoder(_Contexts | None)
+_BREADCRUMBS = msgspec.json.Decoder(_Breadcrumbs)
+
+
+def _quick_message(event: _Event) -> str:
+    for source in (event.logentry, event.message):
+        if type(source) is _Message:
+            found = source.formatted or source.message
+            if found:
+                return found[:8192]
+        elif source:
+            return source[:8192]
+    return ""
+
+
+def _quick_event_row(event: _Event, row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`_event_row` of a typed event, in `_EVENT_COMPUTED` order."""
+    exception = event.exception
+    values = exception.values if type(exception) is _Exceptions else exception
+    if values:
+        stacktrace = b"[" + b",".join(values) + b"]"
+        # Every value must be an object (the general path drops the others).
+        main = _EXCEPTION_HEADS.decode(stacktrace)[-1]
+        handled = main.mechanism.handled if main.mechanism is not None else None
+        exception_type, exception_value = main.type or "", main.value or ""
+    else:
+        stacktrace, handled, exception_type, exception_value = b"", None, "", ""
+    contexts_text = bytes(event.contexts)
+    contexts = _CONTEXTS.decode(contexts_text)
+    if contexts is None:
+        contexts_text, browser, os, device = b"{}", None, None, None
+    else:
+        browser, os, device = contexts.browser, contexts.os, contexts.device
+    crumbs = bytes(event.breadcrumbs)
+    if crumbs[:1] == b"{":
+        crumbs = bytes(_BREADCRUMBS.decode(crumbs).values)
+    elif crumbs == b"null":
+        crumbs = b"[]"
+    elif crumbs[:1] != b"[":
+        raise _NotQuick("breadcrumbs that are neither an object nor a list")
+    # Contexts the SDK sent, else what ingest read from the User-Agent (`_context_names`).
+    browser_name = (browser is not None and browser.name) or row[3] or ""
+    browser_version = (browser is not None and browser.version) or row[4] or ""
+    os_name = (os is not None and os.name) or row[5] or ""
+    os_version = (os is not None and os.version) or row[6] or ""
+    device_family = (device is not None and (device.model or device.family)) or row[7] or ""
+    release, environment = event.release or "", event.environment or ""
+    level = SENTRY_LEVEL.get((event.level or "").strip().lower(), "error")
+    tags = _quick_tags(event.tags)
+    # Tags a user filters by even when the SDK did not set them.
+    if "level" not in tags:
+        tags["level"] = level
+    if release and "release" not in tags:
+        tags["release"] = release
+    if environment and "environment" not in tags:
+        tags["environment"] = environment
+    if browser_name and "browser" not in tags:
+        tags["browser"] = browser_name
+    if os_name and "os" not in tags:
+        tags["os"] = os_name
+    if device_family and "device" not in tags:
+        tags["device"] = device_family
+    user_id, user_email, user_ip, key = _quick_user(event.user, row[2])
+    sdk = event.sdk
+    fingerprint = event.fingerprint
+    return (
+        _quick_us(event.timestamp, row[1]) // 1000,
+        level,
+        event.platform or "other",
+        _quick_message(event),
+        exception_type,
+        exception_value,
+        handled if type(handled) is bool else None,
+        release,
+        environment,
+        event.dist or "",
+        event.transaction or "",
+        user_id,
+        user_email,
+        user_ip,
+        key,
+        browser_name,
+        browser_version,
+        os_name,
+        os_version,
+        device_family,
+        (sdk is not None and sdk.name) or row[8],
+        (sdk is not None and sdk.version) or row[9],
+        (event.request is not None and event.request.url) or "",
+        list(tags),
+        list(tags.values()),
+        [part or "" for part in fingerprint] if fingerprint is not None else [],
+        stacktrace,
+        crumbs,
+        contexts_text,
+    )
+
+
+_EVENT_COMPUTED = (
+    "timestamp", "level", "platform", "message", "exception_type", "exception_value",
+    "handled", "release", "environment", "dist", "transaction_name", "user_id", "user_email",
+    "user_ip", "user_key", "browser_name", "browser_version", "os_name", "os_version",
+    "device_family", "sdk_name", "sdk_version", "url", "tags.key", "tags.value", "fingerprint",
+    "stacktrace", "breadcrumbs", "contexts",
+)
+assert list(_EVENT_COMPUTED) == [name for name in EVENT_SCHEMA if name not in _EVENT_COPIED]
+_EVENT_QUICK = _Quick(msgspec.json.Decoder(_Event), _quick_event_row)
+
+
 def event_rows(frame: pl.DataFrame) -> pl.DataFrame:
     """`events` rows for the error/message events of a fingerprinted frame."""
-    return _build(frame, ("event",), EVENT_SCHEMA, _event_row, _EVENT_READS, _EVENT_COPIED)
+    return _build(frame, ("event",), EVENT_SCHEMA, _event_row, _EVENT_READS, _EVENT_COPIED,
+                  _EVENT_QUICK)
 
 
 # --- transactions ---------------------------------------------------------------------------
@@ -338,10 +704,136 @@ def _transaction_row(row: dict[str, Any], event: dict[str, Any]) -> dict[str, An
 _TRANSACTION_READS = ("payload", "received_at", "client_ip", *_UA_COLUMNS)
 
 
+_TRANSACTION_COPIED = _copied("organization_id", "project_id", "event_id", "received_at")
+
+
+class _TraceData(msgspec.Struct, gc=False):
+    status_code: Any = msgspec.field(name="http.response.status_code", default=None)
+
+
+class _Trace(msgspec.Struct, gc=False):
+    trace_id: _text(64) | None = None
+    span_id: _text(32) | None = None
+    op: _text(64) | None = None
+    status: _text(64) | None = None
+    data: _TraceData | None = None
+
+
+class _Response(msgspec.Struct, gc=False):
+    status_code: Any = None
+
+
+class _TransactionContexts(msgspec.Struct, gc=False):
+    browser: _Named | None = None
+    os: _Named | None = None
+    device: _Device | None = None
+    trace: _Trace | None = None
+    response: _Response | None = None
+
+
+class _Measurement(msgspec.Struct, gc=False):
+    value: Any = None
+
+
+class _Span(msgspec.Struct, gc=False):
+    op: _text(64) | None = None
+    description: _text(2000) | None = None
+    status: _text(64) | None = None
+    start_timestamp: _Time = None
+    timestamp: _Time = None
+
+
+class _Transaction(msgspec.Struct, gc=False):
+    timestamp: _Time = None
+    start_timestamp: _Time = None
+    transaction: _text(1000) | None = None
+    platform: _Text | None = None
+    release: _text(250) | None = None
+    environment: _text(64) | None = None
+    user: _User | None = None
+    contexts: _TransactionContexts | None = None
+    request: _Request | None = None
+    measurements: dict[_text(64), _Measurement | None] | None = None
+    tags: _Tags = None
+    spans: list[_Span] | None = None
+
+
+def _quick_transaction_row(event: _Transaction, row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`_transaction_row` of a typed transaction, in `_TRANSACTION_COMPUTED` order; times in
+    microseconds since the epoch, durations from their difference as timedelta gives them."""
+    end = _quick_us(event.timestamp, row[1])
+    start = _quick_us(event.start_timestamp, end)
+    contexts = event.contexts
+    if contexts is None:
+        trace = response = browser = os = device = None
+    else:
+        trace, response = contexts.trace, contexts.response
+        browser, os, device = contexts.browser, contexts.os, contexts.device
+    if trace is None:
+        trace = _NO_TRACE
+    measurements: dict[str, float] = {}
+    for name, measurement in (event.measurements or {}).items():
+        value = measurement.value if measurement is not None else None
+        if isinstance(value, int | float):
+            if type(value) is int and value not in _INT_RANGE:
+                raise _NotQuick("a value orjson reads as a float")
+            measurements[name] = float(value)
+    spans = event.spans or ()
+    span_starts = [_quick_us(span.start_timestamp, start) for span in spans]
+    span_ends = [_quick_us(span.timestamp, span_start)
+                 for span, span_start in zip(spans, span_starts, strict=True)]
+    status_code = (response is not None and response.status_code) or (
+        trace.data is not None and trace.data.status_code) or None
+    tags = _quick_tags(event.tags)
+    request = event.request
+    return (
+        trace.trace_id or "",
+        trace.span_id or "",
+        event.transaction or "",
+        trace.op or "",
+        trace.status or "",
+        start,
+        end,
+        max(0.0, (end - start) / 1_000_000 * 1000),
+        event.platform or "other",
+        event.release or "",
+        event.environment or "",
+        _quick_user(event.user, row[2])[3],
+        (browser is not None and browser.name) or row[3] or "",
+        (os is not None and os.name) or row[5] or "",
+        (device is not None and (device.model or device.family)) or row[7] or "",
+        ((request is not None and request.method) or "").upper(),
+        int(status_code) if isinstance(status_code, int) and 0 <= status_code < 65536 else 0,
+        (request is not None and request.url) or "",
+        list(measurements),
+        list(measurements.values()),
+        list(tags),
+        list(tags.values()),
+        [span.op or "" for span in spans],
+        [span.description or "" for span in spans],
+        [span.status or "" for span in spans],
+        [(span_start - start) / 1_000_000 * 1000 for span_start in span_starts],
+        [max(0.0, (span_end - span_start) / 1_000_000 * 1000)
+         for span_start, span_end in zip(span_starts, span_ends, strict=True)],
+    )
+
+
+_NO_TRACE = _Trace()
+_TRANSACTION_COMPUTED = (
+    "trace_id", "span_id", "transaction_name", "op", "status", "start_timestamp", "timestamp",
+    "duration_ms", "platform", "release", "environment", "user_key", "browser_name", "os_name",
+    "device_family", "http_method", "http_status_code", "url", "measurements.name",
+    "measurements.value", "tags.key", "tags.value", "spans.op", "spans.description",
+    "spans.status", "spans.start_offset_ms", "spans.duration_ms",
+)
+assert list(_TRANSACTION_COMPUTED) == [name for name in TRANSACTION_SCHEMA
+                                       if name not in _TRANSACTION_COPIED]
+_TRANSACTION_QUICK = _Quick(msgspec.json.Decoder(_Transaction), _quick_transaction_row)
+
+
 def transaction_rows(frame: pl.DataFrame) -> pl.DataFrame:
     return _build(frame, ("transaction",), TRANSACTION_SCHEMA, _transaction_row,
-                  _TRANSACTION_READS, _copied("organization_id", "project_id", "event_id",
-                                              "received_at"))
+                  _TRANSACTION_READS, _TRANSACTION_COPIED, _TRANSACTION_QUICK)
 
 
 # --- feedback -------------------------------------------------------------------------------
