@@ -158,9 +158,9 @@ def _context_names(
 # msgspec decodes only the fields below and skips the rest of the event in C, where parsing
 # all of it with orjson cost more than the rest of a row. The parts stored as JSON text
 # (exception values, breadcrumbs, contexts) are kept as `msgspec.Raw`: sliced out of the
-# payload, not parsed and dumped again. A slice is the payload's own text: the same as
-# orjson would write when the payload is compact JSON (as the earlier stages write it), and
-# the same JSON otherwise (readers parse these columns).
+# payload, not parsed and dumped again. A slice is the payload's own text: what orjson would
+# write when the payload is compact JSON as orjson writes it, the same JSON in other layouts
+# (spaces, escapes), which is all readers see: they parse these columns (dashboards/api).
 #
 # Types are narrow so that the quick path needs none of the general path's care: text is a
 # string no longer than the column keeps (no cutting), objects are objects. An event with a
@@ -183,6 +183,7 @@ _Time = float | int | str | None
 _Tag = _text(200)
 _Tags = dict[_Tag, _Tag] | list[tuple[_Tag | None, _Tag | None]] | None
 _INT_RANGE = range(-(2**63), 2**64)  # orjson reads integers out of it as floats
+_NUMBER = (int, float)  # bool among them, as in the general path
 
 
 class _Named(msgspec.Struct, gc=False):
@@ -242,9 +243,9 @@ def _quick_user(user: _User | None, client_ip: str | None) -> tuple[str, str, st
 def _quick_us(value: _Time, fallback: int) -> int:
     """`parse_timestamp` in microseconds since the epoch (as is `fallback`)."""
     if type(value) is float and 0.0 <= value < 1e11:
-        # What datetime.fromtimestamp does without building the datetime (a tenth of the
-        # row's cost): the fraction of a second rounded half to even to microseconds. A
-        # fraction that rounds up to a whole second carries over in the sum.
+        # What datetime.fromtimestamp does, without building the datetime (that and its
+        # conversion cost a fifth of a row): the fraction of a second rounded half to even to
+        # microseconds. A fraction that rounds up to a whole second carries over in the sum.
         seconds = int(value)
         return seconds * 1_000_000 + round((value - seconds) * 1e6)
     if type(value) is int and 0 <= value < 10**11:
@@ -292,15 +293,17 @@ def _build(
         values[1] = values[1].dt.epoch("us")
     else:
         quick = None
-    # Each builder's row as a tuple in `computed` order, its JSON text columns as bytes and
-    # its timestamps as integers of their column's unit (Polars takes both in bulk).
+    # Each builder's row as a tuple in `computed` order: JSON text columns as bytes, times as
+    # integers of their column's unit (or an SDK's float seconds), lists as any sized
+    # iterable; Polars converts each column in bulk (`_series`).
     to_row = _general_row(schema, computed)
     kept: list[int] = []
     built_rows: list[tuple[Any, ...]] = []
+    decode, quick_row_of = (quick.decoder.decode, quick.row) if quick else (None, None)
     for index, row in enumerate(zip(*(column.to_list() for column in values), strict=True)):
-        if quick is not None and row[1] is not None:
+        if quick_row_of is not None and row[1] is not None:
             try:
-                quick_row = quick.row(quick.decoder.decode(row[0]), row)
+                quick_row = quick_row_of(decode(row[0]), row)
             except Exception:  # a shape or value the quick path leaves to `make`
                 pass
             else:
@@ -361,7 +364,9 @@ def _epoch_us(moment: datetime) -> int:
 def _general_row(
     schema: dict[str, pl.DataType | type[pl.DataType]], computed: list[str]
 ) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
-    """A row of `make` (datetimes, JSON as str) as the quick path gives it (integers, bytes)."""
+    """A row of `make` (datetimes, JSON as str) as the quick path gives it: JSON as bytes,
+    times as integers of their column's unit (the quick path also gives an SDK's float seconds
+    since the epoch, for Polars to convert in bulk)."""
     converts: list[tuple[int, Callable[[Any], Any]]] = []
     for position, name in enumerate(computed):
         if name in _JSON_COLUMNS:
@@ -380,11 +385,25 @@ def _general_row(
     return to_row
 
 
+def _from_seconds(seconds: pl.Series) -> pl.Series:
+    """Microseconds since the epoch of seconds from 0 to 1e11, rounded as datetime.fromtimestamp
+    does (the fraction of a second, half to even): `_quick_us` over a whole column."""
+    whole = seconds.floor()
+    fraction = ((seconds - whole) * 1e6).round(0, mode="half_to_even")
+    return whole.cast(pl.Int64) * 1_000_000 + fraction.cast(pl.Int64)
+
+
 def _series(name: str, dtype: pl.DataType | type[pl.DataType], values: list[Any]) -> pl.Series:
     if name in _JSON_COLUMNS:  # bytes sliced out of the payload: Polars checks the UTF-8
         return pl.Series(name, values, dtype=pl.Binary).cast(pl.Utf8)
     if isinstance(dtype, pl.Datetime):
-        return pl.Series(name, values, dtype=pl.Int64).cast(dtype)
+        times = pl.Series(name, [None if type(value) is float else value for value in values],
+                          dtype=pl.Int64)
+        if float in map(type, values):
+            seconds = pl.Series([value if type(value) is float else None for value in values],
+                                dtype=pl.Float64)
+            times = times.fill_null(_from_seconds(seconds) // (1_000 if dtype == UTC_MS else 1))
+        return times.cast(dtype)
     if isinstance(dtype, pl.List):
         # One flat column and the offsets where each row's list starts: Arrow makes the list
         # column of them at once (Polars converts a list of lists one list at a time).
@@ -522,15 +541,16 @@ class _Event(msgspec.Struct, gc=False):
     sdk: _Sdk | None = None
     tags: _Tags = None
     fingerprint: list[_Text | None] | None = None
-    breadcrumbs: msgspec.Raw = msgspec.Raw(b"[]")
+    breadcrumbs: _Breadcrumbs | list[msgspec.Raw] | None = None
 
 
 _EXCEPTION_HEADS = msgspec.json.Decoder(list[_ExceptionHead])
 _CONTEXTS = msgspec.json.Decoder(_Contexts | None)
-_BREADCRUMBS = msgspec.json.Decoder(_Breadcrumbs)
 
 
 def _quick_message(event: _Event) -> str:
+    if event.logentry is None and event.message is None:
+        return ""
     for source in (event.logentry, event.message):
         if type(source) is _Message:
             found = source.formatted or source.message
@@ -559,13 +579,9 @@ def _quick_event_row(event: _Event, row: tuple[Any, ...]) -> tuple[Any, ...]:
         contexts_text, browser, os, device = b"{}", None, None, None
     else:
         browser, os, device = contexts.browser, contexts.os, contexts.device
-    crumbs = bytes(event.breadcrumbs)
-    if crumbs[:1] == b"{":
-        crumbs = bytes(_BREADCRUMBS.decode(crumbs).values)
-    elif crumbs == b"null":
-        crumbs = b"[]"
-    elif crumbs[:1] != b"[":
-        raise _NotQuick("breadcrumbs that are neither an object nor a list")
+    crumbs = event.breadcrumbs
+    crumbs_text = (b"[]" if crumbs is None else bytes(crumbs.values)
+                   if type(crumbs) is _Breadcrumbs else b"[" + b",".join(crumbs) + b"]")
     # Contexts the SDK sent, else what ingest read from the User-Agent (`_context_names`).
     browser_name = (browser is not None and browser.name) or row[3] or ""
     browser_version = (browser is not None and browser.version) or row[4] or ""
@@ -591,8 +607,11 @@ def _quick_event_row(event: _Event, row: tuple[Any, ...]) -> tuple[Any, ...]:
     user_id, user_email, user_ip, key = _quick_user(event.user, row[2])
     sdk = event.sdk
     fingerprint = event.fingerprint
+    timestamp = event.timestamp
     return (
-        _quick_us(event.timestamp, row[1]) // 1000,
+        # Seconds as most SDKs send them are converted in bulk (`_from_seconds`).
+        timestamp if type(timestamp) is float and 0.0 <= timestamp < 1e11
+        else _quick_us(timestamp, row[1]) // 1000,
         level,
         event.platform or "other",
         _quick_message(event),
@@ -615,11 +634,12 @@ def _quick_event_row(event: _Event, row: tuple[Any, ...]) -> tuple[Any, ...]:
         (sdk is not None and sdk.name) or row[8],
         (sdk is not None and sdk.version) or row[9],
         (event.request is not None and event.request.url) or "",
-        list(tags),
-        list(tags.values()),
-        [part or "" for part in fingerprint] if fingerprint is not None else [],
+        tags,  # its keys (a list column takes any sized iterable)
+        tags.values(),
+        [] if fingerprint is None else fingerprint if None not in fingerprint
+        else [part or "" for part in fingerprint],
         stacktrace,
-        crumbs,
+        crumbs_text,
         contexts_text,
     )
 
@@ -774,14 +794,23 @@ def _quick_transaction_row(event: _Transaction, row: tuple[Any, ...]) -> tuple[A
     measurements: dict[str, float] = {}
     for name, measurement in (event.measurements or {}).items():
         value = measurement.value if measurement is not None else None
-        if isinstance(value, int | float):
+        if isinstance(value, _NUMBER):
             if type(value) is int and value not in _INT_RANGE:
                 raise _NotQuick("a value orjson reads as a float")
             measurements[name] = float(value)
-    spans = event.spans or ()
-    span_starts = [_quick_us(span.start_timestamp, start) for span in spans]
-    span_ends = [_quick_us(span.timestamp, span_start)
-                 for span, span_start in zip(spans, span_starts, strict=True)]
+    ops: list[str] = []
+    descriptions: list[str] = []
+    statuses: list[str] = []
+    offsets: list[float] = []
+    durations: list[float] = []
+    for span in event.spans or ():
+        span_start = _quick_us(span.start_timestamp, start)
+        ops.append(span.op or "")
+        descriptions.append(span.description or "")
+        statuses.append(span.status or "")
+        offsets.append((span_start - start) / 1_000_000 * 1000)
+        durations.append(max(0.0, (_quick_us(span.timestamp, span_start) - span_start)
+                             / 1_000_000 * 1000))
     status_code = (response is not None and response.status_code) or (
         trace.data is not None and trace.data.status_code) or None
     tags = _quick_tags(event.tags)
@@ -805,16 +834,15 @@ def _quick_transaction_row(event: _Transaction, row: tuple[Any, ...]) -> tuple[A
         ((request is not None and request.method) or "").upper(),
         int(status_code) if isinstance(status_code, int) and 0 <= status_code < 65536 else 0,
         (request is not None and request.url) or "",
-        list(measurements),
-        list(measurements.values()),
-        list(tags),
-        list(tags.values()),
-        [span.op or "" for span in spans],
-        [span.description or "" for span in spans],
-        [span.status or "" for span in spans],
-        [(span_start - start) / 1_000_000 * 1000 for span_start in span_starts],
-        [max(0.0, (span_end - span_start) / 1_000_000 * 1000)
-         for span_start, span_end in zip(span_starts, span_ends, strict=True)],
+        measurements,
+        measurements.values(),
+        tags,
+        tags.values(),
+        ops,
+        descriptions,
+        statuses,
+        offsets,
+        durations,
     )
 
 
