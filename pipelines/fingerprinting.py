@@ -836,6 +836,8 @@ class _Grouping(NamedTuple):
     # Where the title and culprit come from:
     main_exception: _Exception | None = None
     main_stack: _Stack = _NO_STACK
+    # The hash of (strategy, components) when it came from the cache of default hashes.
+    fingerprint_hash: str = ""
 
 
 def _group_members(exceptions: list[_Exception]) -> tuple[list[int], int | None]:
@@ -864,7 +866,61 @@ def _group_members(exceptions: list[_Exception]) -> tuple[list[int], int | None]
     return [top, *leaves], top
 
 
+# Default hashes by their components: the events of a bug share them, and an MD5 over the JSON
+# of a whole stack trace costs more than the lookup. Keys hold the cached stack's own tuple
+# of frame keys, so a hit is mostly compared by identity.
+_HASH_CACHE: dict[tuple[Any, ...], str] = {}
+_HASH_CACHE_MAX = 20_000
+
+
+def _cached_hash(strategy: str, components: list[Any], cache_key: tuple[Any, ...]) -> str:
+    try:
+        return _HASH_CACHE[cache_key]
+    except KeyError:
+        fingerprint_hash = _hash(strategy, components)
+        if len(_HASH_CACHE) >= _HASH_CACHE_MAX:
+            _HASH_CACHE.clear()
+        _HASH_CACHE[cache_key] = fingerprint_hash
+        return fingerprint_hash
+
+
+def _single_exception_grouping(event: _Event, exc: _Exception) -> _Grouping | None:
+    """`_exception_grouping` for one exception that is not an exception group, the common
+    case, without the bookkeeping of chains and groups (the same parts, title and culprit)."""
+    frames = _frames(exc.stacktrace) or _frames(event.stacktrace) or _thread_frames(
+        event, exc.thread_id)
+    stack = _stack(frames, _text(event.platform))
+    keys = stack.in_app_keys if stack.has_in_app else stack.all_keys
+    type_key = _type_key(exc)
+    part: list[Any]
+    if keys:
+        strategy = "stacktrace"
+        part = [type_key, keys]
+        # Why the value joins the frames: see _exception_grouping.
+        if not (keys[-1][1] or keys[-1][2]) or _mechanism(exc).get("synthetic") is True:
+            part.append(_normalize_message_cached(_text(exc.value)))
+    else:
+        strategy = "exception"
+        part = [type_key, _normalize_message_cached(_text(exc.value))]
+        if not (type_key or part[1]):
+            return None  # no type, value or frames: try the message
+    components = [part]
+    fingerprint_hash = _cached_hash(strategy, components, (strategy, *part))
+    return _Grouping(strategy, components, exc, stack, fingerprint_hash)
+
+
 def _exception_grouping(event: _Event, exceptions: list[_Exception]) -> _Grouping | None:
+    if len(exceptions) == 1:
+        mechanism = exceptions[0].mechanism
+        if mechanism is None or (isinstance(mechanism, dict)
+                                 and not mechanism.get("is_exception_group")):
+            return _single_exception_grouping(event, exceptions[0])
+    return _chain_grouping(event, exceptions)
+
+
+def _chain_grouping(event: _Event, exceptions: list[_Exception]) -> _Grouping | None:
+    """The parts of a chain or an exception group (of any event: tests hold the quick path
+    of `_single_exception_grouping` to it)."""
     platform = _text(event.platform)
     stacks = [_stack(frames, platform) for frames in _exception_frames(event, exceptions)]
     members, top = _group_members(exceptions)
@@ -923,7 +979,10 @@ def _default_grouping(event: _Event) -> _Grouping:
             return grouping
     template = _message_template(event)
     if template:
-        return _Grouping("message", [_normalize_message_cached(template)])
+        message = _normalize_message_cached(template)
+        components = [message]
+        return _Grouping("message", components, fingerprint_hash=_cached_hash(
+            "message", components, ("message", message)))
     return _Grouping("fallback", [_text(event.level), _text(event.logger), _text(event.platform)])
 
 
@@ -936,6 +995,10 @@ def default_grouping(event: Json) -> tuple[str, list[Any]]:
 
 def _hash(kind: str, components: Any) -> str:
     return hashlib.md5(orjson.dumps([GROUPING_VERSION, kind, components])).hexdigest()
+
+
+def _default_hash(grouping: _Grouping) -> str:
+    return grouping.fingerprint_hash or _hash(grouping.strategy, grouping.components)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1012,12 +1075,12 @@ def _fingerprint(event: _Event) -> Fingerprint:
 
     values = _fingerprint_values(event)
     if not values:
-        fingerprint_hash = _hash(grouping.strategy, grouping.components)
+        fingerprint_hash = _default_hash(grouping)
         return Fingerprint(fingerprint_hash, grouping.strategy, title, culprit)
 
     if all(_is_default(value) for value in values):
         # Same hash as no fingerprint at all: enabling it in the SDK keeps existing issues.
-        fingerprint_hash = _hash(grouping.strategy, grouping.components)
+        fingerprint_hash = _default_hash(grouping)
         return Fingerprint(fingerprint_hash, "custom+default", title, culprit)
 
     components: list[Any] = []
@@ -1042,7 +1105,27 @@ def fingerprint_event(event: Json) -> Fingerprint:
 _INVALID = Fingerprint(_hash("fallback", ["<invalid event>"]), "fallback", "<invalid event>", "")
 
 
+class _TransactionName(msgspec.Struct):
+    transaction: Any = None
+
+
+# A transaction's title is its name: a typed decode skips the spans and measurements instead
+# of building them.
+_TRANSACTION_NAME_DECODER = msgspec.json.Decoder(_TransactionName)
+
+
 def _other_item_title(item_type: str, payload: str | bytes | None) -> str:
+    if item_type == "transaction" and payload:
+        try:
+            name = _TRANSACTION_NAME_DECODER.decode(payload).transaction
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+            pass  # not JSON, not an object, too deep: as orjson reads it below
+        else:
+            # orjson reads a number as msgspec does only for text; any other value is left to
+            # it. (A number beyond a double elsewhere, 1e400, makes orjson refuse the whole
+            # payload, msgspec not: such a transaction keeps its name, as its row does.)
+            if isinstance(name, str):
+                return _truncate(name)
     try:
         item = orjson.loads(payload) if payload else {}
     except orjson.JSONDecodeError:
