@@ -69,9 +69,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     app = Flask(__name__)
     # Key lookups must fail fast when PostgreSQL is unreachable (ingest then serves cached
-    # keys or answers 503), not wait for the OS's TCP timeout or a free pool connection.
+    # keys or answers 503), not wait for the OS's TCP timeout or a free pool connection;
+    # and when it is reachable but stuck (a migration or VACUUM FULL holding a lock on the
+    # keys, an overloaded server), not hold the request threads past 3 s either.
     engine = db.make_engine(settings.database_url, pool_size=4, max_overflow=4, pool_timeout=5,
-                            connect_args={"connect_timeout": 3})
+                            connect_args={"connect_timeout": 3,
+                                          "options": "-c statement_timeout=3000"})
     # The timeout also bounds /health's ping: a silent Redis answers 503, not a hang.
     redis = redis_client(settings.redis_url, socket_timeout=settings.ingest_redis_timeout_seconds)
     state = app.extensions["pulsetrace_ingest"] = IngestState(

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import requests
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from cli.bootstrap import BootstrapResult
@@ -307,6 +308,44 @@ def test_postgres_down_serves_cached_keys_and_is_503_for_others(
             time.sleep(0.2)
         assert response.status_code == 403 and "revoked" in response.json()["detail"]
     finally:
+        ingest.stop()
+
+
+def test_a_lock_on_the_keys_is_answered_within_seconds(
+    stack_settings: Settings, ingest_stack: IngestStack, fresh_project: BootstrapResult,
+) -> None:
+    """PostgreSQL up but stuck behind a lock (a migration, VACUUM FULL): a key lookup gives
+    up after 3 s; a key seen lately is served as last seen, others get 503."""
+    import dataclasses
+
+    settings = dataclasses.replace(stack_settings, ingest_port=free_port())
+    spec = ingest_service(settings)
+    spec.argv[spec.argv.index("--workers") + 1] = "1"  # the key cache is per process
+    ingest = start_service(spec, settings)
+    engine = db.make_engine(stack_settings.database_url)
+
+    def send(project: BootstrapResult) -> tuple[requests.Response, float]:
+        started = time.monotonic()
+        response = requests.post(f"{spec.url}/api/{project.project_id}/envelope/",
+                                 data=envelope(an_event()),
+                                 headers=ingest_stack.auth(project.public_key), timeout=30)
+        return response, time.monotonic() - started
+
+    try:
+        assert send(fresh_project)[0].status_code == 200  # the key is now cached
+        with engine.begin() as locked:
+            locked.execute(text("LOCK TABLE project_keys IN ACCESS EXCLUSIVE MODE"))
+            time.sleep(1.5)  # past the key cache's TTL (1 s in tests)
+            stale, took = send(fresh_project)
+            assert stale.status_code == 200, stale.text
+            assert took < 5
+            unknown, took = send(ingest_stack.project)  # never looked up by this process
+            assert unknown.status_code == 503, unknown.text
+            assert unknown.headers["Retry-After"] == "5"
+            assert took < 5
+        assert send(ingest_stack.project)[0].status_code == 200  # the lock is gone
+    finally:
+        engine.dispose()
         ingest.stop()
 
 
