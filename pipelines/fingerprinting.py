@@ -520,7 +520,10 @@ def _path_is_in_app(path: str, module: str) -> bool:
 # payload is the SDK's JSON as sent; `_text` turns them into strings where one is needed.
 
 
-class _Frame(msgspec.Struct, frozen=True):  # frozen: hashable, so whole frames are cached
+# gc=False: decoded JSON holds no reference cycles, and untracked structs spare the collector
+# (about 3k instructions an event). frozen: hashable, so whole frames are cached; the hash is
+# kept, as the frames of a stack trace read from its text are shared (`_raw_frames`).
+class _Frame(msgspec.Struct, frozen=True, gc=False, cache_hash=True):
     module: Any = None
     filename: Any = None
     abs_path: Any = None
@@ -530,11 +533,11 @@ class _Frame(msgspec.Struct, frozen=True):  # frozen: hashable, so whole frames 
     platform: Any = None
 
 
-class _Stacktrace(msgspec.Struct):
+class _Stacktrace(msgspec.Struct, gc=False):
     frames: list[_Frame | None] | None = None
 
 
-class _Exception(msgspec.Struct):
+class _Exception(msgspec.Struct, gc=False):
     type: Any = None
     value: Any = None
     module: Any = None
@@ -543,11 +546,11 @@ class _Exception(msgspec.Struct):
     thread_id: Any = None
 
 
-class _ExceptionInterface(msgspec.Struct):
+class _ExceptionInterface(msgspec.Struct, gc=False):
     values: list[_Exception | None] | None = None
 
 
-class _Event(msgspec.Struct):
+class _Event(msgspec.Struct, gc=False):
     exception: _ExceptionInterface | list[_Exception | None] | None = None
     message: Any = None
     logentry: Any = None
@@ -560,7 +563,37 @@ class _Event(msgspec.Struct):
     stacktrace: _Stacktrace | None = None
 
 
+# The quick decode: the same, with each list of frames kept as its JSON text (`msgspec.Raw`),
+# which `_frames` turns into frames once per distinct text (`_raw_frames`). Events of a bug
+# send the same frames, and their text is hashed and compared faster than it is decoded into
+# structs that are then hashed field by field for the stack cache. Frames that do not decode
+# as `_Frame`s raise `_NotQuick`: the event is read again by `_decode`, which the typed decode
+# then fails as well, so it takes the lenient reading as before.
+class _QuickStacktrace(_Stacktrace, gc=False):
+    frames: msgspec.Raw = msgspec.Raw(b"null")  # type: ignore[assignment]
+
+
+class _QuickException(_Exception, gc=False):
+    stacktrace: _QuickStacktrace | None = None  # type: ignore[assignment]
+
+
+class _QuickExceptionInterface(_ExceptionInterface, gc=False):
+    values: list[_QuickException | None] | None = None  # type: ignore[assignment]
+
+
+class _QuickEvent(_Event, gc=False):
+    exception: (_QuickExceptionInterface | list[_QuickException | None]  # type: ignore[assignment]
+                | None) = None
+    stacktrace: _QuickStacktrace | None = None  # type: ignore[assignment]
+
+
+class _NotQuick(Exception):
+    """Frames the quick decode kept as text are not what the typed decode reads."""
+
+
 _EVENT_DECODER = msgspec.json.Decoder(_Event)
+_QUICK_EVENT_DECODER = msgspec.json.Decoder(_QuickEvent)
+_FRAMES_DECODER = msgspec.json.Decoder(list[_Frame | None] | None)
 _FRAME_FIELDS = frozenset(_Frame.__struct_fields__)
 _EXCEPTION_FIELDS = frozenset(_Exception.__struct_fields__) - {"stacktrace"}
 
@@ -639,10 +672,36 @@ def _exceptions(event: _Event) -> list[_Exception]:
 Frames = tuple[_Frame | None, ...]  # as sent, oldest call first; None for a `null` frame
 
 
+_RAW_FRAMES_CACHE: dict[bytes, Frames] = {}
+_RAW_FRAMES_CACHE_MAX = 10_000  # a few KB each
+
+
+def _raw_frames(raw: msgspec.Raw) -> Frames:
+    text = bytes(raw)
+    try:
+        return _RAW_FRAMES_CACHE[text]
+    except KeyError:
+        pass
+    try:
+        frames = _FRAMES_DECODER.decode(text)
+    except (msgspec.DecodeError, RecursionError) as error:
+        raise _NotQuick from error
+    decoded: Frames = tuple(frames) if frames else ()
+    if len(_RAW_FRAMES_CACHE) >= _RAW_FRAMES_CACHE_MAX:
+        _RAW_FRAMES_CACHE.clear()
+    _RAW_FRAMES_CACHE[text] = decoded
+    return decoded
+
+
 def _frames(stacktrace: _Stacktrace | None) -> Frames:
-    if stacktrace is None or not stacktrace.frames:
+    if stacktrace is None:
         return ()
-    return tuple(stacktrace.frames)
+    frames = stacktrace.frames
+    if isinstance(frames, msgspec.Raw):
+        return _raw_frames(frames)
+    if not frames:
+        return ()
+    return tuple(frames)
 
 
 def _thread_frames(event: _Event, thread_id: Any) -> Frames:
@@ -1097,6 +1156,63 @@ def _fingerprint(event: _Event) -> Fingerprint:
     return Fingerprint(_hash("custom", components), strategy, title, culprit)
 
 
+# The hash and culprit of one exception without a mechanism, by its frames' JSON text, the
+# platform, its type and its module: all the grouping of such an exception reads but its value,
+# which is hashed only when the innermost in-app frame is weak, itself a matter of the frames
+# (those keys are stored as None: the general path groups them). Text or null only: as keys,
+# True == 1 == 1.0, which `_text` tells apart.
+_QUICK_CACHE: dict[tuple[bytes, str | None, str | None, str | None], tuple[str, str] | None] = {}
+_QUICK_CACHE_MAX = 10_000  # the frames' text, a few KB each
+
+
+def _quick_fingerprint(event: _QuickEvent) -> Fingerprint | None:
+    """`_fingerprint` of the common event, one exception with its frames and nothing else to
+    hash; None for any other (or one that has to be hashed with its value)."""
+    if event.fingerprint is not None:
+        return None
+    interface = event.exception
+    values = interface.values if isinstance(interface, _QuickExceptionInterface) else interface
+    if values.__class__ is not list or len(values) != 1:
+        return None
+    exc = values[0]
+    if exc is None or exc.mechanism is not None or exc.stacktrace is None:
+        return None
+    platform, exc_type, module = event.platform, exc.type, exc.module
+    if ((platform is not None and platform.__class__ is not str)
+            or (exc_type is not None and exc_type.__class__ is not str)
+            or (module is not None and module.__class__ is not str)):
+        return None
+    cache_key = (bytes(exc.stacktrace.frames), platform, exc_type, module)
+    try:
+        cached = _QUICK_CACHE[cache_key]
+    except KeyError:
+        grouping = _single_exception_grouping(event, exc)
+        cached = None
+        if (grouping is not None and grouping.strategy == "stacktrace"
+                and len(grouping.components[0]) == 2 and _frames(exc.stacktrace)):
+            cached = (grouping.fingerprint_hash, grouping.main_stack.culprit)
+        if len(_QUICK_CACHE) >= _QUICK_CACHE_MAX:
+            _QUICK_CACHE.clear()
+        _QUICK_CACHE[cache_key] = cached
+    if cached is None:
+        return None
+    fingerprint_hash, culprit = cached
+    # `_exception_title` of a text type and value, without its calls: both stripped and not
+    # empty, "type: value" has no outer whitespace, so it is its own first line unless it
+    # holds a line break.
+    value = exc.value
+    title = ""
+    if exc_type is not None and value.__class__ is str:
+        title_type = exc_type.strip()
+        title_value = value.strip()
+        if title_type and title_value:
+            title = f"{title_type}: {title_value}"
+            if len(title) > TITLE_MAX_CHARS or "\n" in title:
+                title = _truncate(title)
+    return Fingerprint(fingerprint_hash, "stacktrace", title or _exception_title(exc),
+                       culprit or _truncate(_text(event.transaction)))
+
+
 def fingerprint_event(event: Json) -> Fingerprint:
     """Hash, strategy, title and culprit of one error or message event given as JSON."""
     return _fingerprint(_event_from_json(event))
@@ -1145,6 +1261,19 @@ def fingerprint_payload(item_type: str, payload: str | bytes | None) -> Fingerpr
     """`Fingerprint` of one row of the raw-events frame."""
     if item_type != "event":
         return Fingerprint("", "", _other_item_title(item_type, payload), "")
+    if payload:
+        try:
+            quick_event = _QUICK_EVENT_DECODER.decode(payload)
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+            pass  # read by `_decode` below, as before
+        else:
+            try:
+                return _quick_fingerprint(quick_event) or _fingerprint(quick_event)
+            except _NotQuick:
+                pass
+            except Exception:
+                log.exception("fingerprinting fell back for an event it could not read")
+                return _INVALID
     event = _decode(payload) if payload else None
     if event is None:
         return _INVALID

@@ -119,3 +119,56 @@ def test_a_transaction_title_is_the_one_orjson_reads(payload: str) -> None:
 def test_a_number_beyond_a_double_elsewhere_keeps_the_transaction_name() -> None:
     # orjson refuses the whole payload; the typed decode skips the number (as the row does).
     assert fp.fingerprint_payload("transaction", '{"x": 1e400, "transaction": "/a"}').title == "/a"
+
+
+def general_fingerprint(payload: bytes) -> fp.Fingerprint:
+    event = fp._decode(payload)
+    return fp._INVALID if event is None else fp._fingerprint(event)
+
+
+QUICK_SHAPES: dict[str, Any] = {
+    **SINGLE,
+    "a title over two lines": {"exception": {"values": [
+        exception(value="first line\nsecond", stacktrace={"frames": JS_FRAMES})]}},
+    "a long title": {"exception": {"values": [
+        exception(value="v" * 300, stacktrace={"frames": JS_FRAMES})]}},
+    "padded type and value": {"exception": {"values": [
+        exception(type="  TypeError ", value="\t x ", stacktrace={"frames": JS_FRAMES})]}},
+    "an empty value": {"exception": {"values": [
+        exception(value="  ", stacktrace={"frames": JS_FRAMES})]}},
+    "no type": {"exception": {"values": [{"value": "v", "stacktrace": {"frames": JS_FRAMES}}]}},
+    "a number for a value": {"exception": {"values": [
+        exception(value=12, stacktrace={"frames": JS_FRAMES})]}},
+    "true for a type": {"exception": {"values": [
+        exception(type=True, stacktrace={"frames": JS_FRAMES})]}},
+    "one for a type": {"exception": {"values": [
+        exception(type=1, stacktrace={"frames": JS_FRAMES})]}},
+    "one for a platform": {"platform": 1, "exception": {"values": [
+        exception(stacktrace={"frames": JS_FRAMES})]}},
+    "a transaction for the culprit": {"transaction": "/cart", "exception": {"values": [
+        exception(stacktrace={"frames": [{"filename": "a.js", "in_app": False}]})]}},
+    "frames that are text": {"exception": {"values": [exception(stacktrace={"frames": "x"})]}},
+    "a frame that is a list": {"exception": {"values": [
+        exception(stacktrace={"frames": [[1], *JS_FRAMES]})]}},
+    "a frame field that is an object": {"exception": {"values": [
+        exception(stacktrace={"frames": [{"function": {"a": 1}}, *JS_FRAMES]})]}},
+    "frames in the exception and at the top": {
+        "stacktrace": {"frames": PY_FRAMES},
+        "exception": {"values": [exception(stacktrace={"frames": []})]}},
+    "a null exception beside one": {"exception": {"values": [
+        None, exception(stacktrace={"frames": JS_FRAMES})]}},
+    "a chain": {"exception": {"values": [exception(stacktrace={"frames": PY_FRAMES}),
+                                         exception(stacktrace={"frames": JS_FRAMES})]}},
+    "a fingerprint": {"fingerprint": ["a"], "exception": {"values": [
+        exception(stacktrace={"frames": JS_FRAMES})]}},
+    "not an object": [1, 2],
+}
+
+
+@pytest.mark.parametrize("name", QUICK_SHAPES)
+def test_the_quick_decode_gives_the_general_fingerprint(name: str) -> None:
+    payload = orjson.dumps(QUICK_SHAPES[name])
+    expected = general_fingerprint(payload)
+    for _ in range(2):  # the caches empty, then filled
+        assert fp.fingerprint_payload("event", payload) == expected
+        assert fp.fingerprint_payload("event", payload.decode()) == expected
