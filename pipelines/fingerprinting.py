@@ -67,8 +67,13 @@ strategy with one shared hash and the title `<invalid event>`.
 Speed: each payload is decoded by msgspec into small structs holding only what grouping
 reads (about twice as fast as parsing all of it). A bug's events mostly share their stack
 trace, and line numbers are not decoded, so the description of a whole stack trace (frame keys,
-in-app flags, culprit) is cached, as are single frames and the normalizers. What is left per
-event is tree walking in Python; there is nothing here that Polars expressions would speed up.
+in-app flags, culprit) is cached, as are single frames, the normalizers and default hashes.
+The common event, one exception with frames and nothing else to hash, takes its hash and
+culprit from a cache keyed by its frames, platform, type and module (`_quick_fingerprint`);
+one exception that is no group skips the bookkeeping of chains and groups
+(`_single_exception_grouping`). A transaction's title is read by a typed decode of its name.
+Python calls are what costs here (several hundred instructions each on this interpreter), so
+those paths make few. Polars expressions would not speed any of it up.
 """
 
 from __future__ import annotations
@@ -521,9 +526,8 @@ def _path_is_in_app(path: str, module: str) -> bool:
 
 
 # gc=False: decoded JSON holds no reference cycles, and untracked structs spare the collector
-# (about 3k instructions an event). frozen: hashable, so whole frames are cached; the hash is
-# kept, as the frames of a stack trace read from its text are shared (`_raw_frames`).
-class _Frame(msgspec.Struct, frozen=True, gc=False, cache_hash=True):
+# (about 3k instructions an event). frozen: hashable, so whole frames are cached.
+class _Frame(msgspec.Struct, frozen=True, gc=False):
     module: Any = None
     filename: Any = None
     abs_path: Any = None
@@ -563,37 +567,7 @@ class _Event(msgspec.Struct, gc=False):
     stacktrace: _Stacktrace | None = None
 
 
-# The quick decode: the same, with each list of frames kept as its JSON text (`msgspec.Raw`),
-# which `_frames` turns into frames once per distinct text (`_raw_frames`). Events of a bug
-# send the same frames, and their text is hashed and compared faster than it is decoded into
-# structs that are then hashed field by field for the stack cache. Frames that do not decode
-# as `_Frame`s raise `_NotQuick`: the event is read again by `_decode`, which the typed decode
-# then fails as well, so it takes the lenient reading as before.
-class _QuickStacktrace(_Stacktrace, gc=False):
-    frames: msgspec.Raw = msgspec.Raw(b"null")  # type: ignore[assignment]
-
-
-class _QuickException(_Exception, gc=False):
-    stacktrace: _QuickStacktrace | None = None  # type: ignore[assignment]
-
-
-class _QuickExceptionInterface(_ExceptionInterface, gc=False):
-    values: list[_QuickException | None] | None = None  # type: ignore[assignment]
-
-
-class _QuickEvent(_Event, gc=False):
-    exception: (_QuickExceptionInterface | list[_QuickException | None]  # type: ignore[assignment]
-                | None) = None
-    stacktrace: _QuickStacktrace | None = None  # type: ignore[assignment]
-
-
-class _NotQuick(Exception):
-    """Frames the quick decode kept as text are not what the typed decode reads."""
-
-
 _EVENT_DECODER = msgspec.json.Decoder(_Event)
-_QUICK_EVENT_DECODER = msgspec.json.Decoder(_QuickEvent)
-_FRAMES_DECODER = msgspec.json.Decoder(list[_Frame | None] | None)
 _FRAME_FIELDS = frozenset(_Frame.__struct_fields__)
 _EXCEPTION_FIELDS = frozenset(_Exception.__struct_fields__) - {"stacktrace"}
 
@@ -672,36 +646,10 @@ def _exceptions(event: _Event) -> list[_Exception]:
 Frames = tuple[_Frame | None, ...]  # as sent, oldest call first; None for a `null` frame
 
 
-_RAW_FRAMES_CACHE: dict[bytes, Frames] = {}
-_RAW_FRAMES_CACHE_MAX = 10_000  # a few KB each
-
-
-def _raw_frames(raw: msgspec.Raw) -> Frames:
-    text = bytes(raw)
-    try:
-        return _RAW_FRAMES_CACHE[text]
-    except KeyError:
-        pass
-    try:
-        frames = _FRAMES_DECODER.decode(text)
-    except (msgspec.DecodeError, RecursionError) as error:
-        raise _NotQuick from error
-    decoded: Frames = tuple(frames) if frames else ()
-    if len(_RAW_FRAMES_CACHE) >= _RAW_FRAMES_CACHE_MAX:
-        _RAW_FRAMES_CACHE.clear()
-    _RAW_FRAMES_CACHE[text] = decoded
-    return decoded
-
-
 def _frames(stacktrace: _Stacktrace | None) -> Frames:
-    if stacktrace is None:
+    if stacktrace is None or not stacktrace.frames:
         return ()
-    frames = stacktrace.frames
-    if isinstance(frames, msgspec.Raw):
-        return _raw_frames(frames)
-    if not frames:
-        return ()
-    return tuple(frames)
+    return tuple(stacktrace.frames)
 
 
 def _thread_frames(event: _Event, thread_id: Any) -> Frames:
@@ -1156,44 +1104,49 @@ def _fingerprint(event: _Event) -> Fingerprint:
     return Fingerprint(_hash("custom", components), strategy, title, culprit)
 
 
-# The hash and culprit of one exception without a mechanism, by its frames' JSON text, the
-# platform, its type and its module: all the grouping of such an exception reads but its value,
-# which is hashed only when the innermost in-app frame is weak, itself a matter of the frames
-# (those keys are stored as None: the general path groups them). Text or null only: as keys,
-# True == 1 == 1.0, which `_text` tells apart.
-_QUICK_CACHE: dict[tuple[bytes, str | None, str | None, str | None], tuple[str, str] | None] = {}
-_QUICK_CACHE_MAX = 10_000  # the frames' text, a few KB each
+# The hash and culprit of one exception without a mechanism that has frames, by its frames
+# (as decoded: no line numbers), the platform, its type and its module: all that the grouping
+# of such an exception reads but its value, which is hashed only when the innermost in-app
+# frame is weak, itself a matter of the frames (such keys are stored as None: the general
+# path groups them). The platform, type and module are text or null: as keys True == 1 == 1.0,
+# which `_text` tells apart (frames are keys of `_STACK_CACHE` as they are already).
+_QuickKey = tuple[Frames, str | None, str | None, str | None]
+_QUICK_CACHE: dict[_QuickKey, tuple[str, str] | None] = {}
+_QUICK_CACHE_MAX = 10_000  # a stack trace each: a few KB
 
 
-def _quick_fingerprint(event: _QuickEvent) -> Fingerprint | None:
+def _quick_fingerprint(event: _Event) -> Fingerprint | None:
     """`_fingerprint` of the common event, one exception with its frames and nothing else to
     hash; None for any other (or one that has to be hashed with its value)."""
     if event.fingerprint is not None:
         return None
     interface = event.exception
-    values = interface.values if isinstance(interface, _QuickExceptionInterface) else interface
+    values = interface.values if isinstance(interface, _ExceptionInterface) else interface
     if values.__class__ is not list or len(values) != 1:
         return None
     exc = values[0]
     if exc is None or exc.mechanism is not None or exc.stacktrace is None:
         return None
+    frames = exc.stacktrace.frames
     platform, exc_type, module = event.platform, exc.type, exc.module
-    if ((platform is not None and platform.__class__ is not str)
+    if (not frames or (platform is not None and platform.__class__ is not str)
             or (exc_type is not None and exc_type.__class__ is not str)
             or (module is not None and module.__class__ is not str)):
         return None
-    cache_key = (bytes(exc.stacktrace.frames), platform, exc_type, module)
+    cache_key = (tuple(frames), platform, exc_type, module)
     try:
         cached = _QUICK_CACHE[cache_key]
     except KeyError:
         grouping = _single_exception_grouping(event, exc)
         cached = None
         if (grouping is not None and grouping.strategy == "stacktrace"
-                and len(grouping.components[0]) == 2 and _frames(exc.stacktrace)):
+                and len(grouping.components[0]) == 2):
             cached = (grouping.fingerprint_hash, grouping.main_stack.culprit)
         if len(_QUICK_CACHE) >= _QUICK_CACHE_MAX:
             _QUICK_CACHE.clear()
         _QUICK_CACHE[cache_key] = cached
+    except TypeError:  # a frame field holds a list or an object
+        return None
     if cached is None:
         return None
     fingerprint_hash, culprit = cached
@@ -1261,24 +1214,11 @@ def fingerprint_payload(item_type: str, payload: str | bytes | None) -> Fingerpr
     """`Fingerprint` of one row of the raw-events frame."""
     if item_type != "event":
         return Fingerprint("", "", _other_item_title(item_type, payload), "")
-    if payload:
-        try:
-            quick_event = _QUICK_EVENT_DECODER.decode(payload)
-        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
-            pass  # read by `_decode` below, as before
-        else:
-            try:
-                return _quick_fingerprint(quick_event) or _fingerprint(quick_event)
-            except _NotQuick:
-                pass
-            except Exception:
-                log.exception("fingerprinting fell back for an event it could not read")
-                return _INVALID
     event = _decode(payload) if payload else None
     if event is None:
         return _INVALID
     try:
-        return _fingerprint(event)
+        return _quick_fingerprint(event) or _fingerprint(event)
     except Exception:
         # A shape this code did not foresee must not fail the batch of everyone's events.
         log.exception("fingerprinting fell back for an event it could not read")

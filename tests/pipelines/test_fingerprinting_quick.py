@@ -1,7 +1,8 @@
 """The quick paths of fingerprinting: one exception that is no group
 (`_single_exception_grouping`, with its cache of hashes) must give what the general path of
-chains and groups (`_chain_grouping`) gives, and a transaction's typed name decode the title
-orjson's full parse gives."""
+chains and groups (`_chain_grouping`) gives; the cache of whole fingerprints of such events
+(`_quick_fingerprint`) what `_fingerprint` gives; and a transaction's typed name decode the
+title orjson's full parse gives."""
 
 from __future__ import annotations
 
@@ -166,9 +167,23 @@ QUICK_SHAPES: dict[str, Any] = {
 
 
 @pytest.mark.parametrize("name", QUICK_SHAPES)
-def test_the_quick_decode_gives_the_general_fingerprint(name: str) -> None:
+def test_the_quick_fingerprint_is_the_general_one(name: str) -> None:
     payload = orjson.dumps(QUICK_SHAPES[name])
     expected = general_fingerprint(payload)
     for _ in range(2):  # the caches empty, then filled
         assert fp.fingerprint_payload("event", payload) == expected
         assert fp.fingerprint_payload("event", payload.decode()) == expected
+
+
+def test_frames_alike_but_for_line_numbers_share_the_cached_fingerprint() -> None:
+    frames = [dict(frame, lineno=index, colno=7) for index, frame in enumerate(PY_FRAMES)]
+    moved = [dict(frame, lineno=index + 40, colno=1) for index, frame in enumerate(PY_FRAMES)]
+    first = {"platform": "python", "exception": {"values": [
+        exception(value="a 1", stacktrace={"frames": frames})]}}
+    second = {"platform": "python", "transaction": "/t", "exception": {"values": [
+        exception(value="b 2", stacktrace={"frames": moved})]}}
+    one = fp.fingerprint_payload("event", orjson.dumps(first))
+    two = fp.fingerprint_payload("event", orjson.dumps(second))
+    assert one.fingerprint_hash == two.fingerprint_hash
+    assert (one.title, two.title) == ("TypeError: a 1", "TypeError: b 2")
+    assert two == general_fingerprint(orjson.dumps(second))
