@@ -557,6 +557,36 @@ _QUICK_KEY_VALUE_EXCLUDED = "|".join((
 ))
 
 
+# Replacements that keep capture groups cost 10-30k instructions a match with the large
+# regexes above (Polars runs a capture engine on each), so the two heaviest run in two passes
+# (`_replace_marked`): the regex without groups only finds the matches, which costs what a
+# `contains` does, and wraps each in sentinels; then a small regex that starts at a sentinel
+# (a fast literal search) splits each marked match into its groups. It can read a marked
+# match one way only, the way the regex did: where the JSON string of a key ends and where
+# the next scalar starts are fixed by the text.
+_OPEN = "\x00"
+_CLOSE = "\x01"
+_SENTINELS = r"[\x00\x01]"  # rows holding one as it is (not valid JSON) take one pass
+_MARKED_STRING = r'"(?:[^"\\]|\\[^\x01])*"'
+# A key and `\s*:\s*` up to the scalar (none of `"`, `-`, a digit in between); or a pair's
+# `[`, name and `\s*,\s*`, then the scalar, then `\s*]` (none of whose characters ends a
+# scalar).
+_MARKED_SENSITIVE_VALUE = (
+    rf'\x00({_MARKED_STRING}[^"\-0-9]*)["\-0-9][^\x01]*\x01'
+    rf'|\x00(\[[^"]*{_MARKED_STRING}[^"\-0-9]*)'
+    rf'(?:{_MARKED_STRING}|-?[0-9][0-9.eE+\-]*)([^"0-9.eE+\-\x01][^\x01]*)\x01'
+)
+# One character, a key (no space, `=` or `:` in it), the separator, the value; `=` and the
+# value `>` where `=>` has nothing after it, as in _JSON_KEY_VALUE (and its groups).
+_MARKED_KEY_VALUE = r"\x00((?s:.))([^ =:]*)( *(?:=>|[=:]) *)[^\x01]+\x01"
+
+
+def _ungrouped(pattern: str) -> str:
+    """The pattern with its capture groups made non-capturing (the patterns it is used on
+    have no escaped backslash before a group)."""
+    return re.sub(r"(?<!\\)\((?!\?)", "(?:", pattern)
+
+
 # --- The per-event walk (Python) --------------------------------------------------------------
 
 # Which rules the walk runs for an event: bits of the mask computed by the vectorized pass.
@@ -1044,7 +1074,9 @@ def scrub_payloads(frame: pl.DataFrame, configs: Mapping[int, ScrubConfig]) -> p
     # selects (a regex pass costs time on every event it runs over); in the order of
     # _PATTERN_RULES, as the results can overlap.
     with_stem &= rows
-    payload = _replace(payload, with_stem, _JSON_SENSITIVE_VALUE, f'${{1}}${{2}}"{MARKER}"${{3}}')
+    sentinels = _where(rows, payload, _SENTINELS)
+    payload = _replace_marked(payload, with_stem, sentinels, _JSON_SENSITIVE_VALUE,
+                              _MARKED_SENSITIVE_VALUE, f'${{1}}${{2}}"{MARKER}"${{3}}')
     payload = _replace(payload, _where(rows, payload, "PRIVATE KEY"), _JSON_PRIVATE_KEY, MARKER)
     payload = _replace(payload, _where(rows, payload, _TRIGGER_URL_PASSWORD), _JSON_URL_PASSWORD,
                        f"${{1}}{MARKER}@")
@@ -1116,10 +1148,9 @@ def _quick_key_values(payload: pl.Series, masks: pl.Series) -> tuple[pl.Series, 
         return payload, masks
     # Outside JSON strings a key is followed by `"`, never by `=` or `:`, so the pattern only
     # matches inside strings, and the value it replaces stops before the string's end.
-    after = payload.gather(indices).str.replace_all(_JSON_KEY_VALUE,
-                                                    f"${{1}}${{2}}${{3}}{MARKER}")
-    payload = payload.clone()
-    payload.scatter(indices, after)
+    # (The events concerned hold no control character, so no sentinel.)
+    payload = _replace_marked(payload, quick, None, _JSON_KEY_VALUE, _MARKED_KEY_VALUE,
+                              f"${{1}}${{2}}${{3}}{MARKER}")
     masks = masks.clone()
     masks.scatter(indices, 0)
     return payload, masks
@@ -1150,6 +1181,35 @@ def _replace(texts: pl.Series, rows: pl.Series, pattern: str, replacement: str) 
     result = texts.clone()
     result.scatter(indices, texts.gather(indices).str.replace_all(pattern, replacement))
     return result
+
+
+def _replace_marked(texts: pl.Series, rows: pl.Series, sentinels: pl.Series | None,
+                    pattern: str, marked: str, replacement: str) -> pl.Series:
+    """`_replace` of `pattern` (whose replacement keeps groups) in two passes, see
+    _MARKED_SENSITIVE_VALUE: `marked` reads the matches wrapped in sentinels into the same
+    groups. The `sentinels` rows (those holding one already; None: no row does) take one
+    pass."""
+    rows = rows.fill_null(False)
+    if sentinels is not None and (sentinels := sentinels & rows).any():
+        texts = _replace(texts, sentinels, pattern, replacement)
+        rows &= ~sentinels
+    indices = rows.arg_true()
+    if indices.len() == 0:
+        return texts
+    every = indices.len() == texts.len()
+    selected = texts if every else texts.gather(indices)
+    selected = selected.str.replace_all(_marked_pattern(pattern), f"{_OPEN}${{0}}{_CLOSE}")
+    selected = selected.str.replace_all(marked, replacement)
+    if every:
+        return selected
+    result = texts.clone()
+    result.scatter(indices, selected)
+    return result
+
+
+@lru_cache(maxsize=8)
+def _marked_pattern(pattern: str) -> str:
+    return _ungrouped(pattern)
 
 
 def _bits(rows: pl.Series, bits: int) -> pl.Series:

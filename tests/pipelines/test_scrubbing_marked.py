@@ -1,0 +1,104 @@
+"""The two-pass replacements of scrub_payloads (`_replace_marked`): finding the matches with
+the regex made group-free, wrapping them in sentinels and reading their groups with a small
+regex must give what the one-pass `replace_all` with groups gives, whatever the text."""
+
+from __future__ import annotations
+
+import random
+
+import polars as pl
+import pytest
+
+from pipelines.scrubbing import (
+    _JSON_KEY_VALUE,
+    _JSON_SENSITIVE_VALUE,
+    _MARKED_KEY_VALUE,
+    _MARKED_SENSITIVE_VALUE,
+    _SENTINELS,
+    MARKER,
+    _replace,
+    _replace_marked,
+    _ungrouped,
+)
+
+_SENSITIVE = (_JSON_SENSITIVE_VALUE, _MARKED_SENSITIVE_VALUE, f'${{1}}${{2}}"{MARKER}"${{3}}')
+_KEY_VALUE = (_JSON_KEY_VALUE, _MARKED_KEY_VALUE, f"${{1}}${{2}}${{3}}{MARKER}")
+
+# Pieces of JSON text and of text in it: sensitive and ordinary names (the long s and the
+# Kelvin sign, which (?i) reads as `s` and `k`), quotes and escapes, Unicode whitespace,
+# numbers, separators, and the sentinels themselves.
+_PIECES = (
+    '"', '"', '"', '"', "password", "pa\u017fsword", "api\u212aey", "Token", "auth", "x",
+    "id", "pass", "my_", "-", ".", "_", " ", " ", "\u00a0", "\u3000", "\n", "\t", ":", ":",
+    ",", ",", "[", "[", "]", "]", "{", "}", "\\", '\\"', "\\\\", "\\n", "\\u0041", "\\u00e9",
+    "12", "-3", "1.5e+3", "e", "=", "=", "=>", ">", "&", "é", "Bearer", "\x00", "\x01", "ok",
+)
+
+
+_NAMES = ("password", "Pa\u017f\u017f", "api_\u212aey", "x-auth", "pwd", '1\\"token', "tokens")
+_SPACES = ("", "", " ", "\u00a0", "\n", "\t ", "\u3000")
+_SCALARS = ('"x"', '""', '"a\\"b"', '"\\\\"', '"\\\\\\""', "-12.5e+3", "12-", "7", "-",
+            '"]"', '"é\\u00e9"', "[1]", "{}", "true")
+
+
+def _texts(seed: int, count: int) -> list[str]:
+    rng = random.Random(seed)
+
+    def piece() -> str:
+        return rng.choice(_PIECES)
+
+    def space() -> str:
+        return rng.choice(_SPACES)
+
+    def scalar() -> str:
+        return rng.choice(_SCALARS) if rng.random() < 0.7 else f'"{piece()}{piece()}"'
+
+    shapes = (
+        lambda: f'{piece()}"{rng.choice(_NAMES)}{piece()}"{space()}:{space()}{scalar()}{piece()}',
+        lambda: f'{piece()}"{rng.choice(_NAMES)}"{space()}:{space()}{scalar()}{piece()}',
+        lambda: f'[{space()}"{rng.choice(_NAMES)}"{space()},{space()}{scalar()}{space()}]'
+                f'{piece()}',
+        lambda: "".join(piece() for _ in range(rng.randint(1, 14))),
+        lambda: f"{piece()}{rng.choice(['token', 'password', 'x_pwd'])}{piece()}{piece()}"
+                f"{piece()}{piece()}",
+    )
+    return ["".join(rng.choice(shapes)() for _ in range(rng.randint(1, 4)))
+            for _ in range(count)]
+
+
+@pytest.mark.parametrize("rule", [_SENSITIVE, _KEY_VALUE], ids=["sensitive", "key_value"])
+@pytest.mark.parametrize("seed", range(4))
+def test_two_passes_replace_as_one(rule: tuple[str, str, str], seed: int) -> None:
+    pattern, marked, replacement = rule
+    texts = pl.Series(_texts(seed, 3000), dtype=pl.String)
+    matched = texts.str.contains(pattern)
+    assert matched.sum() > 200  # the pieces make matches, many of them odd
+    every = pl.Series([True] * texts.len())
+    one_pass = _replace(texts, every, pattern, replacement)
+    sentinels = texts.str.contains(_SENTINELS)
+    two_passes = _replace_marked(texts, every, sentinels, pattern, marked, replacement)
+    assert two_passes.to_list() == one_pass.to_list()
+    # And on some rows only, some of them holding a sentinel as it is.
+    some = pl.Series([index % 3 == 0 for index in range(texts.len())])
+    partial = _replace_marked(texts, some, sentinels, pattern, marked, replacement)
+    assert partial.to_list() == [
+        after if chosen else before
+        for before, after, chosen in zip(texts, one_pass, some, strict=True)
+    ]
+
+
+def test_sentinels_never_left() -> None:
+    texts = pl.Series(_texts(9, 3000), dtype=pl.String)
+    clean = pl.Series([text for text in texts if "\x00" not in text and "\x01" not in text])
+    every = pl.Series([True] * clean.len())
+    for pattern, marked, replacement in (_SENSITIVE, _KEY_VALUE):
+        result = _replace_marked(clean, every, None, pattern, marked, replacement)
+        assert not result.str.contains(_SENTINELS).any()
+
+
+@pytest.mark.parametrize("pattern", [_JSON_SENSITIVE_VALUE, _JSON_KEY_VALUE])
+def test_ungrouped_has_no_groups(pattern: str) -> None:
+    # As Polars' regex reads them: the first pass must not run a capture engine.
+    probe = pl.Series(["x"])
+    assert probe.str.extract_groups(pattern).struct.fields == ["1", "2", "3"]
+    assert probe.str.extract_groups(_ungrouped(pattern)).struct.fields == []
