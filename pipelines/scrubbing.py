@@ -1241,13 +1241,19 @@ def _number_bits(rows: pl.Series,
     if indices.len() == 0:
         return masks, needles
     candidates = payload.gather(indices).str.extract_all(_JSON_NUMBER_CANDIDATES)
-    with_candidates = candidates.list.len() > 0
+    # Decimal fractions (".0955050338666239", timestamps' digits: most candidates) hold no
+    # card number, SSN or IBAN: the rules start none after a `.` or a digit. Only events with
+    # another candidate are checked, on those candidates (needles are all of them).
+    with_candidates = candidates.list.eval(
+        pl.element().str.contains(_DECIMAL_FRACTION).not_()).list.any().fill_null(False)
     selected = indices.filter(with_candidates)
     bits = []
     for row, found in zip(selected.to_list(), candidates.filter(with_candidates).to_list(),
                           strict=True):
         mask = 0
         for candidate in found:
+            if candidate[0] == "." and candidate[1:].isdigit():
+                continue
             plain = _ESCAPE_RE.sub(" ", candidate)  # the escape before it stands for a space
             if _numbers(plain) != plain:
                 mask |= _NUMBERS
@@ -1263,6 +1269,7 @@ def _number_bits(rows: pl.Series,
 
 
 _ESCAPE_RE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|.)")
+_DECIMAL_FRACTION = r"^\.[0-9]+$"
 
 
 def _fill_auto_ips(payload: pl.Series, rows: pl.Series, project: pl.Series,
