@@ -20,7 +20,8 @@ Rust regex over its JSON text, so most rules run vectorized over the `payload` c
    auth credentials, string and number values of sensitive keys) run as Polars
    `str.replace_all`. These regexes are written for JSON text: they read escapes (`\\n`,
    `\\"`, `\\/`, `\\u00e9`) as one character and never start or end inside one, so a
-   replacement cannot break the JSON.
+   replacement cannot break the JSON. The heaviest replacements that keep groups run in two
+   cheaper passes (`_replace_marked`).
 2. Triggers (also Rust regexes, each a superset of what its Python rule can match) pick the
    events that need the rest: `key=value` inside text, containers under sensitive keys,
    candidate card numbers / IBANs / SSNs (checksums need Python), IP fields, extra patterns.
@@ -582,9 +583,13 @@ _MARKED_KEY_VALUE = r"\x00((?s:.))([^ =:]*)( *(?:=>|[=:]) *)[^\x01]+\x01"
 
 
 def _ungrouped(pattern: str) -> str:
-    """The pattern with its capture groups made non-capturing (the patterns it is used on
-    have no escaped backslash before a group)."""
-    return re.sub(r"(?<!\\)\((?!\?)", "(?:", pattern)
+    """The pattern with its capture groups made non-capturing."""
+    result, changed = re.subn(r"(?<!\\)\((?!\?)", "(?:", pattern)
+    # As many `(` changed as groups (Python's parser counts them in these patterns): none
+    # in a class was taken for a group (tests check the result as Polars reads it).
+    if changed != re.compile(pattern).groups:
+        raise ValueError(f"cannot remove the groups of {pattern!r}")
+    return result
 
 
 # --- The per-event walk (Python) --------------------------------------------------------------
