@@ -84,7 +84,7 @@ import logging
 import re
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 import orjson
@@ -754,10 +754,28 @@ def _describe_frame(frame: _Frame, platform: str) -> _FrameInfo:
     return _FrameInfo(in_app, key)
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class _BoundedCache(dict[_K, _V]):
+    """A cache that empties itself when full: what recurs (a bug's frames, stacks, hashes)
+    is back in it within a few events, and a clear costs less than tracking recency."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def remember(self, key: _K, value: _V) -> _V:
+        if len(self) >= self.limit:
+            self.clear()
+        self[key] = value
+        return value
+
+
 # The same frame (minus line numbers and variables, which are not decoded) recurs in every
 # event of a bug and across bugs of an app, so its description is computed once.
-_FRAME_CACHE: dict[tuple[_Frame, str], _FrameInfo] = {}
-_FRAME_CACHE_MAX = 50_000
+_FRAME_CACHE: _BoundedCache[tuple[_Frame, str], _FrameInfo] = _BoundedCache(50_000)
 
 
 def _frame_info(frame: _Frame, platform: str) -> _FrameInfo:
@@ -765,11 +783,7 @@ def _frame_info(frame: _Frame, platform: str) -> _FrameInfo:
     try:
         return _FRAME_CACHE[cache_key]
     except KeyError:
-        info = _describe_frame(frame, platform)
-        if len(_FRAME_CACHE) >= _FRAME_CACHE_MAX:
-            _FRAME_CACHE.clear()
-        _FRAME_CACHE[cache_key] = info
-        return info
+        return _FRAME_CACHE.remember(cache_key, _describe_frame(frame, platform))
     except TypeError:  # a field holds a list or an object: unusual, not worth caching
         return _describe_frame(frame, platform)
 
@@ -812,8 +826,8 @@ def _describe_stack(frames: Frames, platform: str) -> _Stack:
 
 
 # A bug's events mostly come through the same code path, so the same tuple of frames recurs.
-_STACK_CACHE: dict[tuple[Frames, str], _Stack] = {}
-_STACK_CACHE_MAX = 10_000  # a few KB each: tens of MB at most
+# A few KB each: tens of MB at most.
+_STACK_CACHE: _BoundedCache[tuple[Frames, str], _Stack] = _BoundedCache(10_000)
 
 
 def _stack(frames: Frames, platform: str) -> _Stack:
@@ -823,11 +837,7 @@ def _stack(frames: Frames, platform: str) -> _Stack:
     try:
         return _STACK_CACHE[cache_key]
     except KeyError:
-        stack = _describe_stack(frames, platform)
-        if len(_STACK_CACHE) >= _STACK_CACHE_MAX:
-            _STACK_CACHE.clear()
-        _STACK_CACHE[cache_key] = stack
-        return stack
+        return _STACK_CACHE.remember(cache_key, _describe_stack(frames, platform))
     except TypeError:  # a field holds a list or an object: unusual, not worth caching
         return _describe_stack(frames, platform)
 
@@ -876,19 +886,14 @@ def _group_members(exceptions: list[_Exception]) -> tuple[list[int], int | None]
 # Default hashes by their components: the events of a bug share them, and an MD5 over the JSON
 # of a whole stack trace costs more than the lookup. Keys hold the cached stack's own tuple
 # of frame keys, so a hit is mostly compared by identity.
-_HASH_CACHE: dict[tuple[Any, ...], str] = {}
-_HASH_CACHE_MAX = 20_000
+_HASH_CACHE: _BoundedCache[tuple[Any, ...], str] = _BoundedCache(20_000)
 
 
 def _cached_hash(strategy: str, components: list[Any], cache_key: tuple[Any, ...]) -> str:
     try:
         return _HASH_CACHE[cache_key]
     except KeyError:
-        fingerprint_hash = _hash(strategy, components)
-        if len(_HASH_CACHE) >= _HASH_CACHE_MAX:
-            _HASH_CACHE.clear()
-        _HASH_CACHE[cache_key] = fingerprint_hash
-        return fingerprint_hash
+        return _HASH_CACHE.remember(cache_key, _hash(strategy, components))
 
 
 def _single_exception_grouping(event: _Event, exc: _Exception) -> _Grouping | None:
@@ -1111,8 +1116,8 @@ def _fingerprint(event: _Event) -> Fingerprint:
 # path groups them). The platform, type and module are text or null: as keys True == 1 == 1.0,
 # which `_text` tells apart (frames are keys of `_STACK_CACHE` as they are already).
 _QuickKey = tuple[Frames, str | None, str | None, str | None]
-_QUICK_CACHE: dict[_QuickKey, tuple[str, str] | None] = {}
-_QUICK_CACHE_MAX = 10_000  # a stack trace each: a few KB
+# A stack trace each: a few KB.
+_QUICK_CACHE: _BoundedCache[_QuickKey, tuple[str, str] | None] = _BoundedCache(10_000)
 
 
 def _quick_fingerprint(event: _Event) -> Fingerprint | None:
@@ -1142,9 +1147,7 @@ def _quick_fingerprint(event: _Event) -> Fingerprint | None:
         if (grouping is not None and grouping.strategy == "stacktrace"
                 and len(grouping.components[0]) == 2):
             cached = (grouping.fingerprint_hash, grouping.main_stack.culprit)
-        if len(_QUICK_CACHE) >= _QUICK_CACHE_MAX:
-            _QUICK_CACHE.clear()
-        _QUICK_CACHE[cache_key] = cached
+        _QUICK_CACHE.remember(cache_key, cached)
     except TypeError:  # a frame field holds a list or an object
         return None
     if cached is None:

@@ -513,11 +513,6 @@ class _Message(msgspec.Struct, gc=False):
     message: str | None = None
 
 
-class _Sdk(msgspec.Struct, gc=False):
-    name: _Text | None = None
-    version: _Text | None = None
-
-
 class _Contexts(msgspec.Struct, gc=False):
     browser: _Named | None = None
     os: _Named | None = None
@@ -538,7 +533,7 @@ class _Event(msgspec.Struct, gc=False):
     user: _User | None = None
     contexts: msgspec.Raw = msgspec.Raw(b"{}")
     request: _Request | None = None
-    sdk: _Sdk | None = None
+    sdk: _Named | None = None
     tags: _Tags = None
     fingerprint: list[_Text | None] | None = None
     breadcrumbs: _Breadcrumbs | list[msgspec.Raw] | None = None
