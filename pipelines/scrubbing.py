@@ -1202,14 +1202,25 @@ def _replace_marked(texts: pl.Series, rows: pl.Series, sentinels: pl.Series | No
     if indices.len() == 0:
         return texts
     every = indices.len() == texts.len()
-    selected = texts if every else texts.gather(indices)
-    selected = selected.str.replace_all(_marked_pattern(pattern), f"{_OPEN}${{0}}{_CLOSE}")
-    selected = selected.str.replace_all(marked, replacement)
+    before = texts if every else texts.gather(indices)
+    selected = _two_passes(before, pattern, marked, replacement)
+    # A marked match the second pass could not read (none is known) must neither keep its
+    # value nor leave a sentinel in the event (no longer JSON): such rows take one pass.
+    unread = selected.str.contains(_SENTINELS).arg_true()
+    if unread.len():
+        selected = selected.scatter(
+            unread, before.gather(unread).str.replace_all(pattern, replacement))
     if every:
         return selected
     result = texts.clone()
     result.scatter(indices, selected)
     return result
+
+
+def _two_passes(texts: pl.Series, pattern: str, marked: str, replacement: str) -> pl.Series:
+    """Every text's matches of `pattern` wrapped in sentinels, then read by `marked`."""
+    texts = texts.str.replace_all(_marked_pattern(pattern), f"{_OPEN}${{0}}{_CLOSE}")
+    return texts.str.replace_all(marked, replacement)
 
 
 @lru_cache(maxsize=8)

@@ -20,6 +20,7 @@ from pipelines.scrubbing import (
     MARKER,
     _replace,
     _replace_marked,
+    _two_passes,
     _ungrouped,
     scrub_event_json,
     scrub_payloads,
@@ -81,8 +82,13 @@ def test_two_passes_replace_as_one(rule: tuple[str, str, str], seed: int) -> Non
     every = pl.Series([True] * texts.len())
     one_pass = _replace(texts, every, pattern, replacement)
     sentinels = texts.str.contains(_SENTINELS)
-    two_passes = _replace_marked(texts, every, sentinels, pattern, marked, replacement)
-    assert two_passes.to_list() == one_pass.to_list()
+    # The second pass alone reads every marked match (the one-pass fallback of
+    # _replace_marked for an unread one does not hide a wrong `marked` here).
+    clean = ~sentinels
+    two_passes = _two_passes(texts.filter(clean), pattern, marked, replacement)
+    assert two_passes.to_list() == one_pass.filter(clean).to_list()
+    assert _replace_marked(texts, every, sentinels, pattern, marked,
+                           replacement).to_list() == one_pass.to_list()
     # And on some rows only, some of them holding a sentinel as it is.
     some = pl.Series([index % 3 == 0 for index in range(texts.len())])
     partial = _replace_marked(texts, some, sentinels, pattern, marked, replacement)
@@ -95,10 +101,22 @@ def test_two_passes_replace_as_one(rule: tuple[str, str, str], seed: int) -> Non
 def test_sentinels_never_left() -> None:
     texts = pl.Series(_texts(9, 3000), dtype=pl.String)
     clean = pl.Series([text for text in texts if "\x00" not in text and "\x01" not in text])
-    every = pl.Series([True] * clean.len())
     for pattern, marked, replacement in (_SENSITIVE, _KEY_VALUE):
-        result = _replace_marked(clean, every, None, pattern, marked, replacement)
+        result = _two_passes(clean, pattern, marked, replacement)
         assert not result.str.contains(_SENTINELS).any()
+
+
+def test_a_match_the_second_pass_cannot_read_takes_one_pass() -> None:
+    # Should a marked match ever escape the second pass, its row is replaced in one pass:
+    # the value is filtered all the same, and no sentinel is left in the event.
+    texts = pl.Series(['{"password": "hunter2", "n": 1}', '{"a": "b"}',
+                       '{"user": {"token": "t0k3n"}}'])
+    every = pl.Series([True, True, True])
+    pattern, _, replacement = _SENSITIVE
+    result = _replace_marked(texts, every, None, pattern, r"\x00never\x01", replacement)
+    assert result.to_list() == _replace(texts, every, pattern, replacement).to_list()
+    assert "hunter2" not in result[0] and "t0k3n" not in result[2]
+    assert not result.str.contains(_SENTINELS).any()
 
 
 @pytest.mark.parametrize("pattern", [_JSON_SENSITIVE_VALUE, _JSON_KEY_VALUE])
