@@ -543,6 +543,25 @@ _EXCEPTION_HEADS = msgspec.json.Decoder(list[_ExceptionHead])
 _CONTEXTS = msgspec.json.Decoder(_Contexts | None)
 
 
+def _quick_context_names(
+    contexts: _Contexts | None, row: tuple[Any, ...]
+) -> tuple[str, str, str, str, str]:
+    """`_context_names` of typed contexts: the SDK's, else what ingest read from the
+    User-Agent (the frame's row: ua_browser, ua_browser_version, ua_os, ua_os_version,
+    ua_device at 3-7)."""
+    if contexts is None:
+        browser = os = device = None
+    else:
+        browser, os, device = contexts.browser, contexts.os, contexts.device
+    return (
+        (browser is not None and browser.name) or row[3] or "",
+        (browser is not None and browser.version) or row[4] or "",
+        (os is not None and os.name) or row[5] or "",
+        (os is not None and os.version) or row[6] or "",
+        (device is not None and (device.model or device.family)) or row[7] or "",
+    )
+
+
 def _quick_message(event: _Event) -> str:
     if event.logentry is None and event.message is None:
         return ""
@@ -571,18 +590,12 @@ def _quick_event_row(event: _Event, row: tuple[Any, ...]) -> tuple[Any, ...]:
     contexts_text = bytes(event.contexts)
     contexts = _CONTEXTS.decode(contexts_text)
     if contexts is None:
-        contexts_text, browser, os, device = b"{}", None, None, None
-    else:
-        browser, os, device = contexts.browser, contexts.os, contexts.device
+        contexts_text = b"{}"
     crumbs = event.breadcrumbs
     crumbs_text = (b"[]" if crumbs is None else bytes(crumbs.values)
                    if type(crumbs) is _Breadcrumbs else b"[" + b",".join(crumbs) + b"]")
-    # Contexts the SDK sent, else what ingest read from the User-Agent (`_context_names`).
-    browser_name = (browser is not None and browser.name) or row[3] or ""
-    browser_version = (browser is not None and browser.version) or row[4] or ""
-    os_name = (os is not None and os.name) or row[5] or ""
-    os_version = (os is not None and os.version) or row[6] or ""
-    device_family = (device is not None and (device.model or device.family)) or row[7] or ""
+    browser_name, browser_version, os_name, os_version, device_family = (
+        _quick_context_names(contexts, row))
     release, environment = event.release or "", event.environment or ""
     level = SENTRY_LEVEL.get((event.level or "").strip().lower(), "error")
     tags = _quick_tags(event.tags)
@@ -738,10 +751,7 @@ class _Response(msgspec.Struct, gc=False):
     status_code: Any = None
 
 
-class _TransactionContexts(msgspec.Struct, gc=False):
-    browser: _Named | None = None
-    os: _Named | None = None
-    device: _Device | None = None
+class _TransactionContexts(_Contexts, gc=False):
     trace: _Trace | None = None
     response: _Response | None = None
 
@@ -780,10 +790,10 @@ def _quick_transaction_row(event: _Transaction, row: tuple[Any, ...]) -> tuple[A
     start = _quick_us(event.start_timestamp, end)
     contexts = event.contexts
     if contexts is None:
-        trace = response = browser = os = device = None
+        trace = response = None
     else:
         trace, response = contexts.trace, contexts.response
-        browser, os, device = contexts.browser, contexts.os, contexts.device
+    browser_name, _, os_name, _, device_family = _quick_context_names(contexts, row)
     if trace is None:
         trace = _NO_TRACE
     measurements: dict[str, float] = {}
@@ -823,9 +833,9 @@ def _quick_transaction_row(event: _Transaction, row: tuple[Any, ...]) -> tuple[A
         event.release or "",
         event.environment or "",
         _quick_user(event.user, row[2])[3],
-        (browser is not None and browser.name) or row[3] or "",
-        (os is not None and os.name) or row[5] or "",
-        (device is not None and (device.model or device.family)) or row[7] or "",
+        browser_name,
+        os_name,
+        device_family,
         ((request is not None and request.method) or "").upper(),
         int(status_code) if isinstance(status_code, int) and 0 <= status_code < 65536 else 0,
         (request is not None and request.url) or "",
