@@ -33,6 +33,11 @@ def service(settings: Settings) -> ServiceSpec:
         # The queue holds accepted events until they land: keep it on disk.
         "--appendonly", "yes",
         "--appendfsync", "everysec",
+        # Redis rewrites the AOF when it has doubled, and at least this size. The landing
+        # stream passes every event through the AOF (~60 MB/s at 30,000 events/s): with the
+        # default 64mb, Redis forked a rewrite of its whole dataset (the seen event ids) every
+        # 2-4 s under load, and the batch ingest accepted ~15% fewer events.
+        "--auto-aof-rewrite-min-size", "512mb",
         "--save", "",
         "--daemonize", "no",
     ]
