@@ -9,11 +9,11 @@ Re-inserting is harmless: `raw_events` collapses rows with the same (project, ev
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -94,31 +94,27 @@ def _entry_bytes(fields: dict[bytes, bytes]) -> int:
     return len(fields.get(ROWS_FIELD) or fields.get(_LEGACY_ROW_FIELD) or b"")
 
 
-def _rows(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> tuple[list[list[Any]], list[int]]:
-    """The entries' rows for the insert, and about how many bytes each takes in it."""
-    rows, sizes = [], []
+def _rows(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[LandingRow]:
+    rows: list[LandingRow] = []
     for _, fields in entries:
         if ROWS_FIELD in fields:
-            decoded = _decoder.decode(fields[ROWS_FIELD])
+            rows += _decoder.decode(fields[ROWS_FIELD])
         else:
-            decoded = [_legacy_decoder.decode(fields[_LEGACY_ROW_FIELD])]
-        for row in decoded:
-            rows.append([
-                row.organization_id, row.project_id, row.event_id, row.item_type,
-                datetime.fromtimestamp(row.received_at, UTC), row.client_ip, row.user_agent,
-                row.ua_browser, row.ua_browser_version, row.ua_os, row.ua_os_version,
-                row.ua_device, row.sdk_name, row.sdk_version,
-                row.payload.decode("utf-8", "replace"),
-            ])
-            sizes.append(len(row.payload) + len(row.user_agent) + _ROW_OVERHEAD_BYTES)
-    return rows, sizes
+            rows.append(_legacy_decoder.decode(fields[_LEGACY_ROW_FIELD]))
+    return rows
 
 
-def _inserts(rows: list[list[Any]], sizes: list[int], max_bytes: int) -> list[list[list[Any]]]:
+def _insert_bytes(row: LandingRow) -> int:
+    """About how many bytes the row takes in an insert."""
+    return len(row.payload) + len(row.user_agent) + _ROW_OVERHEAD_BYTES
+
+
+def _inserts(rows: list[LandingRow], max_bytes: int) -> list[list[LandingRow]]:
     """The rows in consecutive inserts of at most max_bytes each (at least one row each)."""
+    sizes = [_insert_bytes(row) for row in rows]
     if sum(sizes) <= max_bytes:
         return [rows]  # the usual case
-    parts: list[list[list[Any]]] = []
+    parts: list[list[LandingRow]] = []
     start, taken = 0, 0
     for i, size in enumerate(sizes):
         if i > start and taken + size > max_bytes:
@@ -127,6 +123,48 @@ def _inserts(rows: list[list[Any]], sizes: list[int], max_bytes: int) -> list[li
         taken += size
     parts.append(rows[start:])
     return parts
+
+
+def _received_ms(received_at: float) -> int:
+    """Milliseconds since the epoch as `datetime.fromtimestamp` (to the microsecond, half to
+    even) then DateTime64(3) (truncated) make them, without a datetime per row."""
+    seconds = math.floor(received_at)
+    return (seconds * 1_000_000 + round((received_at - seconds) * 1_000_000)) // 1000
+
+
+def _utf8(payload: bytes) -> bytes:
+    """The payload as valid UTF-8: ingest's validation leaves bytes in fields it skips
+    unchecked, and readers of raw_events decode the column as UTF-8."""
+    if payload.isascii():
+        return payload  # nearly every event, checked at memory speed
+    try:
+        payload.decode()
+    except UnicodeDecodeError:
+        return payload.decode("utf-8", "replace").encode()
+    return payload
+
+
+def _columns(rows: list[LandingRow]) -> list[list[Any]]:
+    """The insert's data, one list per column of COLUMNS: clickhouse-connect takes columns
+    as they are, where rows cost a transposition, and bytes for String columns as they are,
+    where str costs an encoding."""
+    return [
+        [row.organization_id for row in rows],
+        [row.project_id for row in rows],
+        [row.event_id for row in rows],
+        [row.item_type for row in rows],
+        [_received_ms(row.received_at) for row in rows],
+        [row.client_ip for row in rows],
+        [row.user_agent for row in rows],
+        [row.ua_browser for row in rows],
+        [row.ua_browser_version for row in rows],
+        [row.ua_os for row in rows],
+        [row.ua_os_version for row in rows],
+        [row.ua_device for row in rows],
+        [row.sdk_name for row in rows],
+        [row.sdk_version for row in rows],
+        [_utf8(row.payload) for row in rows],
+    ]
 
 
 def _next_entries(
@@ -168,7 +206,7 @@ def drain(
     client: redis.Redis,
     warehouse: Client,
     consumer: str,
-    batch_size: int = 5000,
+    batch_size: int = 20_000,
     max_seconds: float = 5.0,
     claim_idle_ms: int = 10_000,
     stream: str = LANDING_STREAM,
@@ -185,6 +223,11 @@ def drain(
     ~100 rows that arrived during the previous insert, back to back, and per row the warehouse
     spent about 3 times what it spends on inserts of a few thousand rows.
 
+    The warehouse's cost per insert (a part to write, then to merge) is large: landing 2 KB
+    events in inserts of 1,500 rows took it ~69 µs of CPU per row with the merges, of 5,000
+    rows ~29 µs, of 15,000 rows ~20 µs. Hence batches of up to 20,000 rows (about 40 MB of
+    such events) when a backlog or a heavy load brings that many.
+
     A warehouse error propagates with the batch still pending, so the caller can retry it.
     """
     ensure_group(client, stream)
@@ -194,13 +237,15 @@ def drain(
         entries = _next_entries(client, stream, consumer, batch_size, max_bytes, claim_idle_ms)
         if not entries:
             break
-        rows, sizes = _rows(entries)
+        rows = _rows(entries)
+        parts = _inserts(rows, max_bytes)
         with insert_in_flight(client, consumer):
             # Entries queued before they were bounded by bytes may still hold more than
             # max_bytes: their rows go in several inserts, all before the entries are
             # acknowledged.
-            for part in _inserts(rows, sizes, max_bytes):
-                warehouse.insert("raw_events", part, column_names=COLUMNS)
+            for part in parts:
+                warehouse.insert("raw_events", _columns(part), column_names=COLUMNS,
+                                 column_oriented=True)
         ids = [entry_id for entry_id, _ in entries]
         pipe = client.pipeline(transaction=True)
         pipe.xack(stream, LANDING_GROUP, *ids)
@@ -208,10 +253,10 @@ def drain(
         pipe.execute()
         result.batches += 1
         result.rows += len(rows)
-        oldest = min(row[4] for row in rows).timestamp()
+        oldest = min(row.received_at for row in rows)
         if result.oldest_received_at is None or oldest < result.oldest_received_at:
             result.oldest_received_at = oldest
-        if len(rows) < batch_size and sum(sizes) < max_bytes:
+        if len(rows) < batch_size and len(parts) == 1:
             break
     return result
 

@@ -1,7 +1,7 @@
 """The Celery app that lands accepted events in ClickHouse.
 
 Beat runs `land_events` twice a second; each run drains the landing stream in batches of up
-to 5,000 rows per insert. If the warehouse is down, the batch stays pending in Redis and the
+to 20,000 rows per insert. If the warehouse is down, the batch stays pending in Redis and the
 worker backs off (0.5 s doubling to 30 s) before it tries again, until an insert succeeds.
 Start it with
 `celery -A ingest.worker worker --beat --concurrency 1` (`pulsetrace up` does).

@@ -203,9 +203,11 @@ class ArrivalsDuringInserts:
         self.project_id = project_id
         self.inserts: list[int] = []
 
-    def insert(self, table: str, rows: list[list[object]], column_names: list[str]) -> None:
-        self.inserts.append(len(rows))
-        self.client.insert(table, rows, column_names=column_names)
+    def insert(self, table: str, columns: list[list[object]], column_names: list[str],
+               column_oriented: bool) -> None:
+        assert column_oriented
+        self.inserts.append(len(columns[0]))
+        self.client.insert(table, columns, column_names=column_names, column_oriented=True)
         ids = [uuid.uuid4().hex for _ in range(30)]
         self.queue.enqueue(1, self.project_id, 10**6,
                            [(i, a_row(self.project_id, i, self.org_id)) for i in ids])
@@ -267,10 +269,12 @@ class RecordingWarehouse:
         self.client = connect(warehouse_url)
         self.inserts: list[int] = []
 
-    def insert(self, table: str, rows: list[list[object]], column_names: list[str]) -> None:
-        payload = column_names.index("payload")
-        self.inserts.append(sum(len(str(row[payload])) for row in rows))
-        self.client.insert(table, rows, column_names=column_names)
+    def insert(self, table: str, columns: list[list[object]], column_names: list[str],
+               column_oriented: bool) -> None:
+        assert column_oriented
+        payloads = columns[column_names.index("payload")]
+        self.inserts.append(sum(len(payload) for payload in payloads))
+        self.client.insert(table, columns, column_names=column_names, column_oriented=True)
 
 
 def test_a_drain_bounds_each_insert_by_bytes(

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from datetime import UTC, datetime
 
+import msgspec
 import pytest
+from clickhouse_connect.datatypes.registry import get_from_name
 
 from core.settings import Settings
 from ingest.decoding import BadEncoding, BodyTooLarge, decode_body
 from ingest.envelope import EnvelopeError, parse_envelope
+from ingest.landing import COLUMNS, LandingRow, _columns
 from ingest.state import parse_user_agent, resolve_client_ip, trusted_networks
 
 
@@ -101,3 +105,23 @@ def test_user_agent_is_parsed_into_browser_os_and_device() -> None:
           "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1")
     assert parse_user_agent(ua) == ("Mobile Safari", "17.5", "iOS", "17.5", "iPhone")
     assert parse_user_agent("") == ("", "", "", "", "")
+
+
+def test_landing_columns_keep_what_the_rows_said() -> None:
+    """The insert's received_at is the millisecond the datetime path gave, and a payload
+    with invalid UTF-8 (ingest's validation skips unknown fields unchecked) lands with
+    replacement characters, not as bytes that readers of raw_events cannot decode."""
+    row = LandingRow(1, 2, "9ec79c33ec9942ab8353589fcb2e04dc", "event", 0.0, "127.0.0.1", "ua",
+                     "", "", "", "", "", "sentry.python", "2.0", b"")
+    moments = [1700000000.0005, 1700000000.9999996, 1.0009995, 1764234567.123456]
+    ticks = get_from_name("DateTime64(3, 'UTC')")._datetime64_ticks
+    payloads = [b'{"a":"plain"}', '{"a":"caf\u00e9"}'.encode(), b'{"a":"\xff\xfe"}']
+    rows = [msgspec.structs.replace(row, received_at=t, payload=p)
+            for t, p in zip(moments, payloads + [b"{}"], strict=True)]
+    columns = _columns(rows)
+    assert columns[COLUMNS.index("received_at")] == [
+        ticks(datetime.fromtimestamp(t, UTC)) for t in moments
+    ]
+    assert columns[COLUMNS.index("payload")] == [
+        b'{"a":"plain"}', '{"a":"caf\u00e9"}'.encode(), '{"a":"\ufffd\ufffd"}'.encode(), b"{}",
+    ]
