@@ -229,6 +229,8 @@ def validate_event(payload: bytes) -> Event:
         raise InvalidEvent(_reason(exc)) from None
     except msgspec.DecodeError as exc:
         raise InvalidEvent(f"the event is not valid JSON: {_reason(exc)}") from None
+    except UnicodeDecodeError as exc:  # msgspec's error for bad bytes in a string it decodes
+        raise InvalidEvent(f"the event is not valid UTF-8: {exc}") from None
     if event.level is not None and event.level.lower() not in SENTRY_LEVEL:
         raise InvalidEvent(f"Invalid level {event.level!r}, expected one of "
                            f"{', '.join(sorted(SENTRY_LEVEL))} - at `event.level`")
@@ -242,3 +244,5 @@ def validate_user_report(payload: bytes) -> UserReport:
         raise InvalidEvent(_reason(exc)) from None
     except msgspec.DecodeError as exc:
         raise InvalidEvent(f"the user report is not valid JSON: {_reason(exc)}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent(f"the user report is not valid UTF-8: {exc}") from None

@@ -167,6 +167,21 @@ def test_invalid_event_names_the_field(
     assert_error(store, 400, path)
 
 
+def test_invalid_utf8_in_a_field_is_400_on_every_endpoint(ingest_stack: IngestStack) -> None:
+    """A byte that is not UTF-8 in a string the schema reads (it was a 500)."""
+    event = json.dumps(an_event(message="@@")).encode().replace(b"@@", b"caf\xe9")
+    for kind, body in (("store", event), ("envelope", b"{}\n" + b'{"type":"event"}\n' + event)):
+        assert_error(post(ingest_stack, kind, body), 400, "not valid UTF-8")
+    good = an_event()
+    batch = post(ingest_stack, "events", b"[" + event + b"," + json.dumps(good).encode() + b"]")
+    assert batch.status_code == 200, batch.text
+    assert batch.json()["accepted"] == [good["event_id"]]
+    assert "not valid UTF-8" in batch.json()["rejected"][0]["reason"]
+    report = b'{"event_id":"' + uuid.uuid4().hex.encode() + b'","comments":"caf\xe9"}'
+    assert_error(post(ingest_stack, "envelope", b'{}\n{"type":"user_report"}\n' + report),
+                 400, "not valid UTF-8")
+
+
 def test_invalid_event_id_is_400(ingest_stack: IngestStack) -> None:
     response = post(ingest_stack, "store", json.dumps(an_event(event_id="xyz")).encode())
     assert_error(response, 400, "is not a UUID")
