@@ -17,6 +17,7 @@ from cli.bootstrap import BootstrapResult
 from cli.stack import ingest_service, landing_worker_service
 from core import db
 from core.embedded.process import ManagedProcess, free_port
+from core.inflight import inserts_in_flight_since
 from core.redis import redis_client
 from core.settings import Settings
 from ingest.auth import KeyCache, KeysUnavailable
@@ -367,12 +368,15 @@ def test_killing_the_worker_mid_batch_loses_nothing(ingest_stack: IngestStack) -
         ))
 
     settings = ingest_stack.settings
+    redis = redis_client(settings.redis_url)
     worker = start_service(landing_worker_service(settings), settings)
     deadline = time.monotonic() + 60
-    while landed() == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # Killed during its first insert (it marks each one in flight): a batch read from the
+    # stream, maybe taken by the warehouse, certainly not acknowledged, and the rest unread.
+    while inserts_in_flight_since(redis) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert worker.proc is not None
-    worker.proc.send_signal(signal.SIGKILL)  # mid-drain: some batches read, not acknowledged
+    worker.proc.send_signal(signal.SIGKILL)
     worker.stop()
     assert landed() < 30_000, "the worker finished before it could be killed"
 
