@@ -303,3 +303,23 @@ def test_a_drain_bounds_each_insert_by_bytes(
         "SELECT count() FROM raw_events FINAL WHERE project_id = {p:UInt64}",
         parameters={"p": project_id})
     assert landed == 100
+
+
+def test_a_request_with_events_seen_before_lands_only_its_new_ones(redis_url: str,
+                                                                     stream: str) -> None:
+    """The request's rows reach Redis as one piece; the script cuts out the duplicates."""
+    client = redis_client(redis_url)
+    queue = LandingQueue(client, 60.0, stream=stream)
+    ids = [uuid.uuid4().hex for _ in range(5)]
+    rows = {event_id: a_row(7007, event_id, message=f"event {n}") for n, event_id in enumerate(ids)}
+    queue.enqueue(1, 7007, 10**6, [(ids[1], rows[ids[1]]), (ids[3], rows[ids[3]])])
+    result = queue.enqueue(1, 7007, 10**6, [(i, rows[i]) for i in [*ids, ids[0]]])
+    assert result.statuses == [ACCEPTED, DUPLICATE, ACCEPTED, DUPLICATE, ACCEPTED, DUPLICATE]
+    decoder = msgspec.msgpack.Decoder(list[LandingRow])
+    landed = [row for _, fields in client.xrange(stream)
+              for row in decoder.decode(fields[ROWS_FIELD])]
+    order = [1, 3, 0, 2, 4]
+    assert [row.event_id for row in landed] == [ids[n] for n in order]
+    assert [row.payload for row in landed] == [
+        json.dumps({"message": f"event {n}"}).encode() for n in order
+    ]
