@@ -4,7 +4,9 @@ A landing row is encoded once by ingest (msgpack) and decoded here in batches. T
 reads with a consumer group and acknowledges entries only after ClickHouse took the insert,
 so a worker killed mid-batch loses nothing: its pending entries are re-read by itself after a
 failed insert, or claimed by any worker once they have been idle for `claim_idle_ms`.
-Re-inserting is harmless: `raw_events` collapses rows with the same (project, event id).
+Re-inserting is harmless: `raw_events` collapses rows with the same (project, event id),
+and rows landed again are marked (`landing_retry`), so that processing, which reads rows
+by landing time, counts an event whose first copy it has processed only once.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ COLUMNS = [
     "user_agent", "ua_browser", "ua_browser_version", "ua_os", "ua_os_version", "ua_device",
     "sdk_name", "sdk_version", "payload",
 ]
+
+# 1 on the rows of a landing that may have been done before (see migration 0005).
+LANDING_RETRY = "landing_retry"
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[LandingRow])
@@ -170,15 +175,16 @@ def _columns(rows: list[LandingRow]) -> list[list[Any]]:
 def _next_entries(
     client: redis.Redis, stream: str, consumer: str, max_rows: int, max_bytes: int,
     claim_idle_ms: int,
-) -> list[tuple[bytes, dict[bytes, bytes]]]:
+) -> tuple[list[tuple[bytes, dict[bytes, bytes]]], bool]:
     """The next entries to land: about max_rows rows (an entry holds up to ROWS_PER_ENTRY)
-    and at most about max_bytes (an entry holds about ENTRY_MAX_BYTES)."""
+    and at most about max_bytes (an entry holds about ENTRY_MAX_BYTES); and whether they are
+    a retry (read before, so perhaps landed before)."""
     count = max(1, min(max_rows // ROWS_PER_ENTRY, max_bytes // ENTRY_MAX_BYTES))
     # 1. Our own pending entries (an insert of ours failed earlier).
     own = client.xreadgroup(LANDING_GROUP, consumer, {stream: "0"}, count=count)
     pending = [(entry_id, fields) for entry_id, fields in (own[0][1] if own else []) if fields]
     if pending:
-        return pending
+        return pending, True
     # 2. Entries a dead worker read but never acknowledged.
     reply = client.xautoclaim(
         stream, LANDING_GROUP, consumer, claim_idle_ms, "0-0", count=count
@@ -186,7 +192,7 @@ def _next_entries(
     # Redis 6.2 answers [next, entries], 7+ adds deleted ids; a deleted entry has no fields.
     claimed = [(entry_id, fields) for entry_id, fields in reply[1] if fields]
     if claimed:
-        return claimed
+        return claimed, True
     # 3. New entries, read until they hold max_rows rows (entries of single events hold one)
     # or max_bytes (entries of large events).
     entries: list[tuple[bytes, dict[bytes, bytes]]] = []
@@ -199,7 +205,7 @@ def _next_entries(
         size += sum(_entry_bytes(fields) for _, fields in got)
         if len(got) < count:
             break
-    return entries
+    return entries, False
 
 
 def drain(
@@ -234,7 +240,8 @@ def drain(
     result = DrainResult()
     deadline = time.monotonic() + max_seconds
     while time.monotonic() < deadline:
-        entries = _next_entries(client, stream, consumer, batch_size, max_bytes, claim_idle_ms)
+        entries, retry = _next_entries(client, stream, consumer, batch_size, max_bytes,
+                                       claim_idle_ms)
         if not entries:
             break
         rows = _rows(entries)
@@ -244,7 +251,8 @@ def drain(
             # max_bytes: their rows go in several inserts, all before the entries are
             # acknowledged.
             for part in parts:
-                warehouse.insert("raw_events", _columns(part), column_names=COLUMNS,
+                warehouse.insert("raw_events", [*_columns(part), [int(retry)] * len(part)],
+                                 column_names=[*COLUMNS, LANDING_RETRY],
                                  column_oriented=True)
         ids = [entry_id for entry_id, _ in entries]
         pipe = client.pipeline(transaction=True)

@@ -52,7 +52,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 RAW_COLUMNS = (
     "organization_id, project_id, replaceAll(toString(event_id), '-', '') AS event_id, "
     "item_type, received_at, client_ip, user_agent, ua_browser, ua_browser_version, ua_os, "
-    "ua_os_version, ua_device, sdk_name, sdk_version, payload"
+    "ua_os_version, ua_device, sdk_name, sdk_version, payload, landing_retry"
 )
 
 
@@ -148,9 +148,32 @@ def read_raw_events(client: Client, window: Window) -> pl.DataFrame:
     )
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
-    # A worker that died mid-batch may have landed a row twice.
-    return frame.unique(subset=["project_id", "item_type", "event_id"], keep="last",
-                        maintain_order=True)
+    # A worker that died mid-batch may have landed a row twice: in this window, or once in
+    # an earlier one and again (marked as a retry) in this one.
+    frame = frame.unique(subset=_RAW_KEY, keep="last", maintain_order=True)
+    retried = frame.filter(pl.col("landing_retry") == 1)
+    if retried.height:
+        frame = frame.join(_landed_before(client, window, retried), on=_RAW_KEY, how="anti")
+    return frame.drop("landing_retry")
+
+
+_RAW_KEY = ["project_id", "item_type", "event_id"]
+
+
+def _landed_before(client: Client, window: Window, rows: pl.DataFrame) -> pl.DataFrame:
+    """The keys of `rows` that have a copy landed at or before the window's start: processed
+    with an earlier window."""
+    keys = list(rows.select(_RAW_KEY).iter_rows())
+    found = client.query(
+        "SELECT project_id, item_type, replaceAll(toString(event_id), '-', '') FROM raw_events"
+        " WHERE landed_at <= {after:DateTime64(6, 'UTC')}"
+        " AND (project_id, item_type, event_id) IN ("
+        "  SELECT k.1, k.2, toUUID(k.3)"
+        "  FROM (SELECT arrayJoin({keys:Array(Tuple(UInt64, String, String))}) AS k))",
+        parameters={"after": window.after, "keys": keys},
+    ).result_rows
+    return pl.DataFrame(found, schema={name: rows.schema[name] for name in _RAW_KEY},
+                        orient="row")
 
 
 # --- what the pipelines need from storage ---------------------------------------------------

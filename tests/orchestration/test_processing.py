@@ -21,7 +21,10 @@ from cli.stack import processing_service
 from core import db
 from core.blobs import blob_store
 from core.models import Artifact, Issue, IssueStatus, Release
+from core.redis import redis_client
 from core.settings import Settings
+from ingest.landing import LandingRow, drain, encode_row
+from ingest.queue import LANDING_GROUP, LANDING_STREAM, ROW_COUNT_FIELD, ROWS_FIELD
 from orchestration.processing import Window, process_window, read_cursor, reprocess_window
 from tests.conftest import start_service
 from tests.ingest.test_bad_input import post
@@ -172,6 +175,44 @@ def test_running_a_processed_window_again_changes_nothing(runner: IngestStack) -
     after = {i.id: i.times_seen for i in issues_of(stack.settings, stack.project.project_id)}
     assert after == before
     assert stack.warehouse.command("SELECT count() FROM events FINAL") == events_before
+
+
+def test_an_event_landed_again_after_its_window_is_counted_once(runner: IngestStack) -> None:
+    """The landing worker lands again what an insert that failed or was cut off left
+    unacknowledged, though the warehouse may have taken it; processing has moved on by then."""
+    stack = runner
+    marker = uuid.uuid4().hex[:8]
+    engine = db.make_engine(stack.settings.database_url)
+
+    def an_event() -> dict[str, str]:
+        return {"event_id": uuid.uuid4().hex, "level": "error", "message": f"twice {marker}"}
+
+    def the_issue() -> Issue | None:
+        with db.system_session(engine) as session:
+            return session.scalar(select(Issue).where(Issue.title.contains(marker)))
+
+    first = an_event()
+    assert post(stack, "store", json.dumps(first).encode()).status_code == 200
+    assert wait_for(the_issue).times_seen == 1
+    # The same row again, as a landing consumer that read it and failed leaves it pending:
+    # its next drain re-reads its own pending entries first, a retry.
+    redis = redis_client(stack.settings.redis_url)
+    row = encode_row(LandingRow(stack.project.org_id, stack.project.project_id,
+                                first["event_id"], "event", time.time(), "127.0.0.1", "", "",
+                                "", "", "", "", "", "", json.dumps(first).encode()))
+    consumer = f"test-{marker}"
+    pipe = redis.pipeline(transaction=True)
+    pipe.xadd(LANDING_STREAM, {ROW_COUNT_FIELD: 1, ROWS_FIELD: b"\x91" + row})
+    pipe.xreadgroup(LANDING_GROUP, consumer, {LANDING_STREAM: ">"}, count=1)
+    pipe.execute()
+    assert drain(redis, stack.warehouse, consumer).rows == 1
+    second = an_event()  # lands after the retry, so it is processed after it
+    assert post(stack, "store", json.dumps(second).encode()).status_code == 200
+    wait_for(lambda: stack.warehouse.command(
+        "SELECT count() FROM events WHERE event_id = {id:UUID}",
+        parameters={"id": second["event_id"]}))
+    issue = the_issue()
+    assert issue is not None and issue.times_seen == 2
 
 
 def store_source_map(settings: Settings, org_id: int, bundle: Bundle, release: str,
