@@ -30,6 +30,7 @@ from ingest.queue import (
     ROW_COUNT_FIELD,
     ROWS_FIELD,
     ROWS_PER_ENTRY,
+    bounded_runs,
 )
 
 
@@ -116,18 +117,7 @@ def _insert_bytes(row: LandingRow) -> int:
 
 def _inserts(rows: list[LandingRow], max_bytes: int) -> list[list[LandingRow]]:
     """The rows in consecutive inserts of at most max_bytes each (at least one row each)."""
-    sizes = [_insert_bytes(row) for row in rows]
-    if sum(sizes) <= max_bytes:
-        return [rows]  # the usual case
-    parts: list[list[LandingRow]] = []
-    start, taken = 0, 0
-    for i, size in enumerate(sizes):
-        if i > start and taken + size > max_bytes:
-            parts.append(rows[start:i])
-            start, taken = i, 0
-        taken += size
-    parts.append(rows[start:])
-    return parts
+    return [rows[run] for run in bounded_runs([_insert_bytes(row) for row in rows], max_bytes)]
 
 
 def _received_ms(received_at: float) -> int:

@@ -247,19 +247,26 @@ _SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()
 ACCEPTED, DUPLICATE = 1, 2
 
 
+def bounded_runs(sizes: list[int], max_bytes: int, max_count: int | None = None) -> list[slice]:
+    """Consecutive runs of the items whose sizes are given, each of at most max_bytes and
+    max_count items, but at least one item (a larger one has a run of its own)."""
+    if sum(sizes) <= max_bytes and (max_count is None or len(sizes) <= max_count):
+        return [slice(0, len(sizes))] if sizes else []  # the usual case
+    runs: list[slice] = []
+    start = taken = 0
+    for i, size in enumerate(sizes):
+        if i > start and (i - start == max_count or taken + size > max_bytes):
+            runs.append(slice(start, i))
+            start, taken = i, 0
+        taken += size
+    runs.append(slice(start, len(sizes)))
+    return runs
+
+
 def _pieces(rows: list[bytes]) -> list[list[bytes]]:
-    """The rows in consecutive pieces of at most ROWS_PER_ENTRY rows and about ENTRY_MAX_BYTES
-    (at least one row each): each piece can be an entry's body as it is."""
-    pieces: list[list[bytes]] = []
-    start = size = 0
-    for i, row in enumerate(rows):
-        if i > start and (i - start == ROWS_PER_ENTRY or size + len(row) > ENTRY_MAX_BYTES):
-            pieces.append(rows[start:i])
-            start, size = i, 0
-        size += len(row)
-    if rows:
-        pieces.append(rows[start:])
-    return pieces
+    """The rows in pieces that can each be an entry's body as they are."""
+    return [rows[run] for run in bounded_runs([len(row) for row in rows], ENTRY_MAX_BYTES,
+                                              ROWS_PER_ENTRY)]
 
 
 @dataclass(frozen=True)
