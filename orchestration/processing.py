@@ -153,7 +153,8 @@ def read_raw_events(client: Client, window: Window) -> pl.DataFrame:
     frame = frame.unique(subset=_RAW_KEY, keep="last", maintain_order=True)
     retried = frame.filter(pl.col("landing_retry") == 1)
     if retried.height:
-        frame = frame.join(_landed_before(client, window, retried), on=_RAW_KEY, how="anti")
+        frame = frame.join(_landed_before(client, window, retried), on=_RAW_KEY, how="anti",
+                           maintain_order="left")  # landing order: first releases depend on it
     return frame.drop("landing_retry")
 
 
