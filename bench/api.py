@@ -27,10 +27,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import requests  # noqa: E402
 
-from cli.stack import dashboard_service  # noqa: E402
+from cli.stack import dashboard_service, start_service  # noqa: E402
 from core import db  # noqa: E402
 from core.embedded import postgres, redis, warehouse_service  # noqa: E402
-from core.embedded.process import ManagedProcess, free_port, start_healthy  # noqa: E402
+from core.embedded.process import ManagedProcess, free_port  # noqa: E402
 from core.models import Issue, Membership, Organization, Project, Role, User  # noqa: E402
 from core.security import hash_password  # noqa: E402
 from core.settings import Settings  # noqa: E402
@@ -118,17 +118,14 @@ def main() -> None:
         try:
             for spec in (postgres.service(settings), redis.service(settings),
                          warehouse_service.service(settings)):
-                spec.env = {**settings.child_environment(), **spec.env}
-                running.append(start_healthy(spec))
+                running.append(start_service(spec, settings))
             db.upgrade(settings.database_url)
             migrate(settings.clickhouse_url)
             started = time.perf_counter()
             org, project, issue_id, event_id = seed(settings, args.issues, args.events)
             print(f"seeded {args.issues} issues, {args.events} events in "
                   f"{time.perf_counter() - started:.1f} s")
-            spec = dashboard_service(settings)
-            spec.env = {**settings.child_environment(), **spec.env}
-            running.append(start_healthy(spec))
+            running.append(start_service(dashboard_service(settings), settings))
             base = f"http://{settings.host}:{settings.dashboard_port}/api/0"
             http = requests.Session()
             token = http.post(f"{base}/auth/login", json={"email": "bench@bench.local",

@@ -28,8 +28,9 @@ from pathlib import Path
 # would hide the ingest package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
 
+from cli.stack import start_service  # noqa: E402
 from core.embedded import redis, warehouse_service  # noqa: E402
-from core.embedded.process import ManagedProcess, free_port, start_healthy  # noqa: E402
+from core.embedded.process import ManagedProcess, free_port  # noqa: E402
 from core.redis import redis_client  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.warehouse import connect, migrate  # noqa: E402
@@ -90,8 +91,7 @@ def main() -> None:
         running: list[ManagedProcess] = []
         try:
             for spec in (redis.service(settings), warehouse_service.service(settings)):
-                spec.env = {**settings.child_environment(), **spec.env}
-                running.append(start_healthy(spec))
+                running.append(start_service(spec, settings))
             migrate(settings.clickhouse_url)
             warehouse_pid = running[1].pid
             assert warehouse_pid is not None

@@ -24,7 +24,13 @@ from typing import IO, Any
 
 from core import db, heartbeat, warehouse
 from core.embedded import postgres, redis, warehouse_service
-from core.embedded.process import ManagedProcess, ServiceFailed, ServiceSpec, python_module_argv
+from core.embedded.process import (
+    ManagedProcess,
+    ServiceFailed,
+    ServiceSpec,
+    python_module_argv,
+    start_healthy,
+)
 from core.redis import redis_client
 from core.settings import Settings
 
@@ -72,6 +78,12 @@ def infrastructure(settings: Settings) -> list[ServiceSpec]:
     if settings.embedded_warehouse:
         services.append(warehouse_service.service(settings))
     return services
+
+
+def start_service(spec: ServiceSpec, settings: Settings) -> ManagedProcess:
+    """Start a service as `pulsetrace up` does: with the stack's environment, until healthy."""
+    spec.env = {**settings.child_environment(), **spec.env}
+    return start_healthy(spec)
 
 
 def granian_argv(settings: Settings, port: int, workers: int, app: str,

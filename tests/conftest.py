@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from cli.stack import start_service
 from core.embedded import postgres as embedded_postgres
 from core.embedded import redis as embedded_redis
 from core.embedded import warehouse_service
-from core.embedded.process import ManagedProcess, ServiceSpec, free_port, start_healthy
+from core.embedded.process import free_port
 from core.settings import Settings
 from core.warehouse import migrate
 
@@ -46,12 +47,6 @@ def postgres_url(stack_settings: Settings) -> Iterator[str]:
         yield stack_settings.database_url
     finally:
         process.stop()
-
-
-def start_service(spec: ServiceSpec, settings: Settings) -> ManagedProcess:
-    """Start a service as `pulsetrace up` does: with the stack's environment, until healthy."""
-    spec.env = {**settings.child_environment(), **spec.env}
-    return start_healthy(spec)
 
 
 @pytest.fixture(scope="session")

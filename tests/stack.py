@@ -18,13 +18,12 @@ from clickhouse_connect.driver.client import Client
 from sqlalchemy import update
 
 from cli.bootstrap import BootstrapResult, bootstrap
-from cli.stack import ingest_service, landing_worker_service
+from cli.stack import ingest_service, landing_worker_service, start_service
 from core import db
 from core.embedded.process import ManagedProcess
 from core.models import ProjectKey
 from core.settings import Settings
 from core.warehouse import connect
-from tests.conftest import start_service
 
 
 @dataclass

@@ -16,7 +16,7 @@ import requests
 from clickhouse_connect.driver.client import Client
 from sqlalchemy import Engine, text
 
-from cli.stack import dashboard_service
+from cli.stack import dashboard_service, start_service
 from core import db
 from core.embedded.process import free_port
 from core.models import (
@@ -33,7 +33,6 @@ from core.models import (
 from core.security import hash_password, new_api_token, new_public_key
 from core.settings import Settings
 from core.warehouse import connect
-from tests.conftest import start_service
 
 PASSWORD = "correct horse battery staple"
 _ips = itertools.count(1)

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from cli.bootstrap import BootstrapResult
-from cli.stack import ingest_service, landing_worker_service
+from cli.stack import ingest_service, landing_worker_service, start_service
 from core import db
 from core.embedded.process import ManagedProcess, free_port
 from core.inflight import inserts_in_flight_since
@@ -23,7 +23,6 @@ from core.settings import Settings
 from ingest.auth import KeyCache, KeysUnavailable
 from ingest.landing import LandingRow, encode_row
 from ingest.queue import LANDING_STREAM
-from tests.conftest import start_service
 from tests.ingest.test_bad_input import an_event, envelope, post
 from tests.stack import CuttableProxy, IngestStack, silent_server
 

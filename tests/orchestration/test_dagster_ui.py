@@ -16,10 +16,9 @@ import pytest
 import requests
 from dagster import DagsterInstance
 
-from cli.stack import dagster_ui_service, prepare_dagster_home, processing_service
+from cli.stack import dagster_ui_service, prepare_dagster_home, processing_service, start_service
 from core.embedded.process import ManagedProcess, free_port
 from core.settings import Settings
-from tests.conftest import start_service
 from tests.ingest.test_bad_input import post
 from tests.orchestration.test_processing import issues_of, wait_for
 from tests.stack import IngestStack

@@ -6,10 +6,9 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from cli.stack import processing_service
+from cli.stack import processing_service, start_service
 from core import heartbeat
 from core.redis import redis_client
-from tests.conftest import start_service
 from tests.stack import IngestStack
 
 

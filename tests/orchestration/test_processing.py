@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from cli.stack import processing_service
+from cli.stack import processing_service, start_service
 from core import db
 from core.blobs import blob_store
 from core.models import Artifact, Issue, IssueStatus, Release
@@ -26,7 +26,6 @@ from core.settings import Settings
 from ingest.landing import LandingRow, drain, encode_row
 from ingest.queue import LANDING_GROUP, LANDING_STREAM, ROW_COUNT_FIELD, ROWS_FIELD
 from orchestration.processing import Window, process_window, read_cursor, reprocess_window
-from tests.conftest import start_service
 from tests.ingest.test_bad_input import post
 from tests.pipelines.test_symbolication import Bundle, build_bundle, sentry_event
 from tests.stack import IngestStack

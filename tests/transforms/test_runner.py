@@ -12,10 +12,9 @@ from collections.abc import Iterator
 import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from cli.stack import processing_service
+from cli.stack import processing_service, start_service
 from core.settings import Settings
 from core.warehouse import connect
-from tests.conftest import start_service
 from tests.ingest.test_bad_input import post
 from tests.orchestration.test_processing import wait_for
 from tests.stack import IngestStack
