@@ -148,6 +148,68 @@ def test_the_rate_limit_counts_across_requests_in_one_call(redis_url: str, strea
     assert len(landed_ids(client, stream)) == 1 + 4 + 2
 
 
+def test_every_request_is_answered_once_under_concurrent_load(redis_url: str,
+                                                              stream: str) -> None:
+    # Requests keep arriving while calls are in flight, so leadership of the next call is
+    # handed from thread to thread; a lost wake-up would hang a thread (the join times out).
+    client = redis_client(redis_url)
+    queue = LandingQueue(client, 60.0, stream=stream)
+    sent: list[list[str]] = [[uuid.uuid4().hex for _ in range(150)] for _ in range(8)]
+    answers: list[list[list[int]]] = [[] for _ in sent]
+
+    def send(index: int) -> None:
+        for event_id in sent[index]:
+            answers[index].append(queue.enqueue(
+                1, 7006, 10**9, [(event_id, a_row(7006, event_id))]).statuses)
+
+    threads = [threading.Thread(target=send, args=(i,), daemon=True) for i in range(len(sent))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert answers == [[[ACCEPTED]] * len(ids) for ids in sent]
+    assert sorted(landed_ids(client, stream)) == sorted(i for ids in sent for i in ids)
+
+
+class FailingOnceQueue(GatedQueue):
+    """The first call is held, then fails with an error that is not Redis's (a bug)."""
+
+    def _run(self, keys: list[str], args: list[str | bytes | int]) -> list:
+        if not self.requests_per_call:
+            self.requests_per_call.append(len(keys) - 1)
+            self.entered.set()
+            assert self.release.wait(10)
+            raise ValueError("unexpected")
+        return super()._run(keys, args)
+
+
+def test_an_unexpected_error_answers_its_call_and_the_next_call_runs(redis_url: str,
+                                                                   stream: str) -> None:
+    client = redis_client(redis_url)
+    queue = FailingOnceQueue(client, stream)
+    leader_error: list[BaseException] = []
+
+    def lead() -> None:
+        event_id = uuid.uuid4().hex
+        try:
+            queue.enqueue(1, 7007, 10**6, [(event_id, a_row(7007, event_id))])
+        except ValueError as exc:
+            leader_error.append(exc)
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    assert queue.entered.wait(10)
+    # Queued behind the failing call: they are carried by the next one, which succeeds.
+    waiting = [uuid.uuid4().hex for _ in range(4)]
+    threading.Timer(0.5, queue.release.set).start()
+    results = run_concurrently(queue, [(1, 7007, 10**6, [i]) for i in waiting])
+    leader.join(10)
+    assert len(leader_error) == 1
+    assert [r.statuses for r in results] == [[ACCEPTED]] * 4
+    assert sorted(landed_ids(client, stream)) == sorted(waiting)
+
+
 def sender(queue: LandingQueue, project_id: int) -> tuple[Callable[[], None],
                                                          list[BaseException]]:
     """A function that sends one event through the queue, and the Redis errors it met."""
