@@ -373,6 +373,9 @@ class Issue(TenantScoped, Base):
     last_seen: Mapped[datetime] = mapped_column(server_default=func.now())
     times_seen: Mapped[int] = mapped_column(server_default="1")
     first_release_id: Mapped[int | None] = mapped_column()
+    # When the event that gave first_release_id happened: an event that arrives later but
+    # happened before it, and names a release, replaces it ("introduced in" whatever the order).
+    first_release_seen: Mapped[datetime | None]
     resolved_in_release_id: Mapped[int | None] = mapped_column()
     resolved_at: Mapped[datetime | None]
     # The release whose event reopened a resolved issue (substatus regressed).

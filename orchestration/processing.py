@@ -295,6 +295,38 @@ def _existing_issues(session: Session, summary: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
+def _merged_into_stored(
+    times_seen: Any, first_seen: Any, last_seen: Any, title: Any, culprit: Any, level: Any,
+    release_id: Any, release_seen: Any,
+) -> dict[str, Any]:
+    """The stored issue's columns once what a batch says of it (its events' counts, times,
+    latest title, first release) is added. Order-independent, so that events stored in any
+    order and in any split (windows, chunks of a window, late arrivals) leave the same issue:
+    the title and culprit of its latest event (and level), the first release of its earliest
+    one that names one."""
+    issue = Issue.__table__.c
+    latest = last_seen >= issue.last_seen
+    # A batch's release replaces the stored one if none was known, or if its event happened
+    # before the stored one's.
+    earlier_release = release_seen < issue.first_release_seen
+    return {
+        "times_seen": issue.times_seen + times_seen,
+        "first_seen": func.least(issue.first_seen, first_seen),
+        "last_seen": func.greatest(issue.last_seen, last_seen),
+        "title": case((latest, title), else_=issue.title),
+        "culprit": case((latest, culprit), else_=issue.culprit),
+        "level": case((latest, level), else_=issue.level),
+        "first_release_id": case(
+            (release_id.is_(None), issue.first_release_id),
+            (issue.first_release_id.is_(None) | earlier_release, release_id),
+            else_=issue.first_release_id),
+        "first_release_seen": case(
+            (release_id.is_(None), issue.first_release_seen),
+            (issue.first_release_id.is_(None) | earlier_release, release_seen),
+            else_=issue.first_release_seen),
+    }
+
+
 def apply_issue_changes(
     session: Session, rows: pl.DataFrame, recount: set[int] | None = None
 ) -> tuple[pl.DataFrame, int, int]:
@@ -324,49 +356,38 @@ def apply_issue_changes(
     changes = plan_issue_changes(summary, existing, release_dates)
 
     for issue in changes.new.iter_rows(named=True):
+        release_id = releases.get((issue["organization_id"], issue["first_release"]))
         statement = insert(Issue).values(
             organization_id=issue["organization_id"], project_id=issue["project_id"],
             fingerprint_hash=issue["fingerprint_hash"], title=issue["title"] or "<untitled>",
             culprit=issue["culprit"], level=issue["level"][:16], first_seen=issue["first_seen"],
             last_seen=issue["last_seen"], times_seen=issue["times_seen"],
-            first_release_id=releases.get((issue["organization_id"], issue["first_release"])),
+            first_release_id=release_id,
+            first_release_seen=issue["first_release_seen"] if release_id else None,
             status=IssueStatus.unresolved, substatus=IssueSubstatus.new,
         )
         # Another runner may have made it meanwhile: then this batch's events add to it.
+        new = statement.excluded
         session.execute(statement.on_conflict_do_update(
             index_elements=[Issue.project_id, Issue.fingerprint_hash],
-            set_={"times_seen": Issue.times_seen + statement.excluded.times_seen,
-                  "last_seen": func.greatest(Issue.last_seen, statement.excluded.last_seen)},
+            set_=_merged_into_stored(new.times_seen, new.first_seen, new.last_seen, new.title,
+                                     new.culprit, new.level, new.first_release_id,
+                                     new.first_release_seen),
         ))
     seen = changes.seen if recount is None else changes.seen.filter(
         pl.col("id").is_in(list(recount)))
     if not seen.is_empty():
-        # Order-independent, so that events stored in any order and in any split (windows,
-        # chunks of a window, late arrivals) leave the same issue: the title and culprit of
-        # its latest event (and level), the first release of its earliest one.
         issue = Issue.__table__.c
-        latest = bindparam("b_last_seen") >= issue.last_seen
-        # Typed: PostgreSQL cannot tell the type of a parameter that is only compared to NULL.
-        release_id = bindparam("b_release_id", type_=issue.first_release_id.type)
-        release_seen = bindparam("b_release_seen", type_=issue.first_seen.type)
         session.execute(
-            update(Issue.__table__)
-            .where(issue.id == bindparam("b_id"))
-            .values(
-                times_seen=issue.times_seen + bindparam("b_times_seen"),
-                first_seen=func.least(issue.first_seen, bindparam("b_first_seen")),
-                last_seen=func.greatest(issue.last_seen, bindparam("b_last_seen")),
-                title=case((latest, bindparam("b_title")), else_=issue.title),
-                culprit=case((latest, bindparam("b_culprit")), else_=issue.culprit),
-                level=case((latest, bindparam("b_level")), else_=issue.level),
-                # The release of the earliest event naming one: a batch's release replaces
-                # the stored one if it came earlier, or if none was known.
-                first_release_id=case(
-                    (release_id.is_(None), issue.first_release_id),
-                    (issue.first_release_id.is_(None), release_id),
-                    (release_seen < issue.first_seen, release_id),
-                    else_=issue.first_release_id),
-            ),
+            update(Issue.__table__).where(issue.id == bindparam("b_id")).values(
+                _merged_into_stored(
+                    bindparam("b_times_seen"), bindparam("b_first_seen"),
+                    bindparam("b_last_seen"), bindparam("b_title"), bindparam("b_culprit"),
+                    bindparam("b_level"),
+                    # Typed: PostgreSQL cannot tell the type of a parameter that is only
+                    # compared to NULL.
+                    bindparam("b_release_id", type_=issue.first_release_id.type),
+                    bindparam("b_release_seen", type_=issue.first_release_seen.type))),
             [{"b_id": r["id"], "b_times_seen": r["times_seen"], "b_first_seen": r["first_seen"],
               "b_last_seen": r["last_seen"], "b_title": r["title"] or "<untitled>",
               "b_culprit": r["culprit"], "b_level": r["level"][:16],

@@ -61,7 +61,8 @@ class IssueChanges:
 def summarize_batch(event_rows: pl.DataFrame) -> pl.DataFrame:
     """One row per (project, fingerprint) of a batch of `processed.event_rows`."""
     grouped = (
-        event_rows.sort("timestamp")
+        # Stable: events of one time keep their landing order (the first release of a tie).
+        event_rows.sort("timestamp", maintain_order=True)
         .group_by("organization_id", "project_id", "fingerprint_hash", maintain_order=True)
         .agg(
             pl.len().alias("times_seen"),
@@ -94,7 +95,7 @@ def plan_issue_changes(
     joined = batch.join(existing, on=["project_id", "fingerprint_hash"], how="left")
     new = joined.filter(pl.col("id").is_null()).select(
         "organization_id", "project_id", "fingerprint_hash", "title", "culprit", "level",
-        "first_seen", "last_seen", "times_seen", "first_release",
+        "first_seen", "last_seen", "times_seen", "first_release", "first_release_seen",
     )
     known = joined.filter(pl.col("id").is_not_null())
     seen = known.select("id", "organization_id", "title", "culprit", "level", "first_seen",

@@ -109,7 +109,7 @@ def test_developer_alembic_ini_works(fresh_database_url: str) -> None:
         return result.stdout
 
     alembic("upgrade", "head")
-    assert "0003 (head)" in alembic("current")
+    assert "0004 (head)" in alembic("current")
 
 
 # --- two tenants with one of everything -------------------------------------------------------

@@ -423,3 +423,36 @@ def test_reprocessing_over_many_windows_counts_the_issues_it_creates(
     assert result.raw == 3 and result.new_issues == 1
     recreated = the_issue()
     assert recreated is not None and recreated.times_seen == 3
+
+
+def test_first_release_is_the_earliest_events_whatever_the_order_they_arrive_in(
+    runner: IngestStack,
+) -> None:
+    """An app that set no release at first: its first event has none. An event of a newer
+    release gives the issue its first release; then an event delayed on its way (an offline
+    client) arrives, older and of an older release: that one is the release introducing it."""
+    stack = runner
+    marker = uuid.uuid4().hex[:8]
+    engine = db.make_engine(stack.settings.database_url)
+    now = datetime.now(UTC)
+
+    def send(hours_ago: int, **release: str) -> None:
+        event = {"event_id": uuid.uuid4().hex, "level": "error", "message": f"late {marker}",
+                 "timestamp": (now - timedelta(hours=hours_ago)).isoformat(), **release}
+        assert post(stack, "store", json.dumps(event).encode()).status_code == 200
+
+    def the_issue(times_seen: int) -> Issue | None:
+        with db.system_session(engine) as session:
+            issue = session.scalar(select(Issue).where(Issue.title.contains(marker)))
+        return issue if issue is not None and issue.times_seen == times_seen else None
+
+    send(3)  # no release
+    wait_for(lambda: the_issue(1))
+    send(1, release=f"{marker}@2.0.0")
+    wait_for(lambda: the_issue(2))
+    send(2, release=f"{marker}@1.0.0")  # earlier than the 2.0.0 event, arrived after it
+    issue = wait_for(lambda: the_issue(3))
+    assert release_version(stack.settings, issue.first_release_id) == f"{marker}@1.0.0"
+    send(0, release=f"{marker}@3.0.0")  # later: the first release stays
+    issue = wait_for(lambda: the_issue(4))
+    assert release_version(stack.settings, issue.first_release_id) == f"{marker}@1.0.0"

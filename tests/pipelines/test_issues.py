@@ -70,6 +70,9 @@ def test_new_issues_get_first_release_and_counts() -> None:
     assert new["a"]["first_seen"] == T0 + timedelta(minutes=1)
     assert new["a"]["last_seen"] == T0 + timedelta(minutes=5)
     assert new["b"]["first_release"] == ""
+    # When the event naming it happened: what a later batch's first release is compared with.
+    assert new["a"]["first_release_seen"] == T0 + timedelta(minutes=1)
+    assert new["b"]["first_release_seen"] is None
     assert changes.seen.is_empty() and changes.regressed.is_empty()
 
 
