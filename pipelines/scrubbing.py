@@ -6,7 +6,8 @@ stays under its key, lists keep their length, the JSON stays valid):
 * the values of sensitive keys (`password`, `X-Api-Key`, `csrfmiddlewaretoken`, `Cookie`, ...)
   anywhere in the event: dict items, `[name, value]` pairs (how SDKs send headers, query
   strings, cookies, tags) and `key=value` / `key: value` inside text (form bodies, query
-  strings, log messages, reprs of frame variables);
+  strings, log messages, reprs of frame variables), URL-encoded too (a redirect target's
+  query: `next=%2Flogin%3Fpassword%3D[Filtered]`);
 * in every string: emails, credit-card numbers (Luhn), IBANs (mod 97), US SSNs,
   `Bearer`/`Basic`/`Token` credentials, passwords in URLs, PEM private keys, and a project's
   extra patterns;
@@ -48,6 +49,9 @@ Choices worth knowing:
   `"{{auto}}"` in `user.ip_address` is resolved to the sender's IP first.
 * Payloads that are not JSON objects are left as they are; text that starts like an object
   but does not parse still gets the JSON-text rules.
+* A key repeated in one object keeps its last value, as parsers read it: the walk sees only
+  that one, so an event (or JSON held in a string) that repeats a key is written again even
+  when the walk changed nothing, and no earlier value stays in its text.
 * Scrubbing what was scrubbed changes nothing, so a time range can be reprocessed.
 """
 
@@ -61,6 +65,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import orjson
 import polars as pl
@@ -217,6 +222,21 @@ _STATUS_WORDS = (
 )
 _STATUS_WORD_RE = re.compile(rf"(?:{_STATUS_WORDS})", re.IGNORECASE)
 _SLOT_KEY_RE = re.compile(r"([\w\-.]+)[\"']?\s*(?:=>|[=:])\s*[\"']?$")
+# `key=value` URL-encoded inside text: a redirect target in a query string
+# (`next=%2Flogin%3Fpassword%3Dhunter2`), a form body sent as a value, URL-encoded JSON
+# (`%22token%22%3A%22x%22`); `%25` before an escape when encoded twice (`%253D`). The key
+# starts after a whole escape, a `%` that starts none, or a character no key has, never
+# inside an escape (the `F` of `%3F` is none of `password`); the value ends where a plain
+# one does, at whitespace, `&`, a quote, or `,`/`;` before a space, written plain or encoded
+# (`+` and `%20` are spaces).
+_PCT = r"%(?:25)?"
+_ENCODED_END = rf"{_PCT}(?:2[0267]|0[9aAdD])|\+"
+_ENCODED_KEY_VALUE_RE = re.compile(
+    r"(?:(?<=%[0-9A-Fa-f]{2})|(?<=%25[0-9A-Fa-f]{2})|(?<=%)(?![0-9A-Fa-f]{2})"
+    r"|(?<![\w\-.%]))([\w\-.]+)"
+    rf"((?:{_PCT}2[27])?{_PCT}3[aAdD](?:{_PCT}20|\+)*(?:{_PCT}2[27])?)"
+    rf"((?:(?:{_SCHEMES})(?:{_PCT}20|\+)+)?(?:(?!{_ENCODED_END})[^\s&\"',;]|[,;](?=\S))+)"
+)
 
 # Registered IBAN lengths by country (ISO 13616); a candidate of another length is not one.
 _IBAN_LENGTHS = {
@@ -459,8 +479,11 @@ _JSON_AUTO_IP = r"(\"ip_address\"\s*:\s*)\"\{\{\s*auto\s*\}\}\""
 # Triggers: where a Python rule could match a decoded string, these match the JSON text.
 # `key=value` in text, and containers under sensitive keys (the regexes cannot filter those).
 _JSON_SPACE = rf"(?:\s|\\[nrtf]|{_U_SPACE})"
+# A stem, the rest of a key, then `=`/`:` plain or URL-encoded (_ENCODED_KEY_VALUE_RE).
+_ENCODED_SEPARATOR = r"%(?:25)?3[aAdD]"
 _TRIGGER_KEY_VALUE = (
-    rf"(?i)(?:{_CONTAINED}|{_WORD_END}|{_WORD})(?:[\w.\-]|{_U})*(?:\\\"|')?{_JSON_SPACE}*[=:]"
+    rf"(?i)(?:{_CONTAINED}|{_WORD_END}|{_WORD})(?:[\w.\-]|{_U})*"
+    rf"(?:(?:\\\"|')?{_JSON_SPACE}*[=:]|(?:%(?:25)?2[27])?{_ENCODED_SEPARATOR})"
 )
 _TRIGGER_CONTAINER = (
     rf"(?i){_JSON_KEY}\s*:\s*[\[{{]|\[\s*{_JSON_PAIR_NAME}\s*,\s*[\[{{]"
@@ -555,6 +578,7 @@ _QUICK_KEY_VALUE_EXCLUDED = "|".join((
     rf"(?:=>|[=:]) *(?:{_SCHEMES}) ",
     r"(?i:cookie)[\w.\-]* *[=:]",  # the walk filters a cookie header's pairs to the line end
     rf'(?:=>|[=:]) *(?i:{_STATUS_WORDS})(?:[&" ]|$)',  # the walk keeps a status word
+    _ENCODED_SEPARATOR,  # URL-encoded pairs are the walk's only
 ))
 
 
@@ -685,7 +709,7 @@ class _Scrubber:
                 return nested
         # The needles were found in the event as it came: look for them before any rule
         # changes the text.
-        key_values = self.key_values and ("=" in text or ":" in text) and _found(
+        key_values = self.key_values and ("=" in text or ":" in text or "%" in text) and _found(
             text, self.key_needles, _has_stem)
         numbers = (self.numbers or self.ibans) and _found(
             text, self.number_needles, _has_digits)
@@ -697,6 +721,8 @@ class _Scrubber:
                 result = rule(result)
         if key_values:
             result = self._key_values(result)
+            if "%" in result:
+                result = self._encoded_key_values(result)
         if numbers and self.numbers:
             result = _numbers(result)
         if numbers and self.ibans:
@@ -915,6 +941,29 @@ class _Scrubber:
         parts.append(text[pos:])
         return "".join(parts)
 
+    def _encoded_key_values(self, text: str) -> str:
+        """`text` with the value of every URL-encoded pair whose key is sensitive filtered
+        (`password%3D[Filtered]`: the marker as it reads, like an encoded email's), the
+        search going on after the separator of a key that is not, as in _key_values."""
+        if "%3" not in text and "%253" not in text:
+            return text  # no encoded `=` or `:`; `%` alone is common (`%s`, `%2F`)
+        parts: list[str] = []
+        pos = 0
+        while (match := _ENCODED_KEY_VALUE_RE.search(text, pos)) is not None:
+            key, separator, value = match.groups()
+            inner = unquote(unquote(value) if "%25" in separator else value)
+            if (not is_sensitive_key(key) or key.lower() in self.safe
+                    or _PLACEHOLDER_RE.fullmatch(inner) or _STATUS_WORD_RE.fullmatch(inner)):
+                parts.append(text[pos:match.end(2)])
+                pos = match.end(2)
+                continue
+            parts += (text[pos:match.start(3)], MARKER)
+            pos = match.end()
+        if not parts:
+            return text
+        parts.append(text[pos:])
+        return "".join(parts)
+
     def _json_in_text(self, text: str) -> str | None:
         """A string holding JSON (request bodies, breadcrumb data) is scrubbed as JSON, so
         that the rules see its keys and decoded strings; None when it is not JSON."""
@@ -928,8 +977,16 @@ class _Scrubber:
         self.changed = False
         self._value(parsed)
         changed = self.changed
+        try:
+            dumped = orjson.dumps(parsed).decode()
+        except orjson.JSONEncodeError:  # a safe field deeper than orjson writes, as in _scrub_json
+            self.changed = changed_before or changed
+            return orjson.dumps(_truncate(parsed)).decode() if changed else text
+        # A key repeated in it keeps its last value only: the text may hold a secret the walk
+        # never saw (see _repeats_keys), so it is written again, as if changed.
+        changed = changed or _repeats_keys(text, dumped)
         self.changed = changed_before or changed
-        return orjson.dumps(parsed).decode() if changed else text
+        return dumped if changed else text
 
 
 # Needles for the `key=value` and the number rules (None: look everywhere).
@@ -1016,7 +1073,30 @@ def _scrub_json(payload: str, scrubber: _Scrubber, client_ip: str,
         event = _truncate(parse(payload))
         scrubber.scrub_event(event, client_ip, needles)
         changed = True
-    return dump(event) if changed else payload
+    try:
+        dumped = dump(event)
+    except (orjson.JSONEncodeError, RecursionError):
+        # Deeper than the writer goes: a safe field's value, the one part neither walked nor
+        # cut. Changed, the event is cut as the walk cuts any part that deep (this failed
+        # the batch); unchanged, it stays as it came.
+        return dump(_truncate(event)) if changed else payload
+    # Unchanged, the event keeps its text as it came (its layout), unless an object in it
+    # repeats a key: the parsed event, all the walk saw, holds the last value only, and an
+    # earlier one left in the text could be a secret.
+    return dumped if changed or _repeats_keys(payload, dumped) else payload
+
+
+def _repeats_keys(text: str, dumped: str) -> bool:
+    """Whether parsing the JSON `text` dropped object members, as it does with all but the
+    last of a repeated key; `dumped` is the parsed value written again. Every member has a
+    `:` between its key and value; the colons in strings are the same in both texts (written
+    `:` or `\\u003a` in `text`, `:` in `dumped`); so a dropped member leaves `text` with more
+    colons. Two counts, much cheaper than parsing again to look for repeats."""
+    colons = text.count(":")
+    if "\\u003" in text:
+        # A literal `\\u003a` counted too only makes the event written again.
+        colons += text.count("\\u003a") + text.count("\\u003A")
+    return colons != dumped.count(":")
 
 
 def _orjson_dump(event: Any) -> str:
