@@ -38,7 +38,12 @@ from core.models import (
 )
 from core.settings import get_settings
 from pipelines.batch import ProcessedRows, process_raw_events
-from pipelines.issues import plan_issue_changes, summarize_batch, with_issue_ids
+from pipelines.issues import (
+    count_regrouped,
+    plan_issue_changes,
+    summarize_batch,
+    with_issue_ids,
+)
 from pipelines.scrubbing import ScrubConfig
 from pipelines.symbolication import SourceMapCache, artifact_names_for_url
 
@@ -328,12 +333,13 @@ def _merged_into_stored(
 
 
 def apply_issue_changes(
-    session: Session, rows: pl.DataFrame, recount: set[int] | None = None
+    session: Session, rows: pl.DataFrame, previous: pl.DataFrame | None = None
 ) -> tuple[pl.DataFrame, int, int]:
     """Upsert the batch's issues; returns (project_id, fingerprint_hash, id), new, regressed.
-    recount: when reprocessing, the issues whose counters this batch adds to (those the
-    reprocessing created so far; it adds the ones it creates now): the others counted these
-    events already."""
+    previous: when reprocessing, the issue each event was stored with before (project_id,
+    event_id, issue_id; see `_previous_issues`): an event that changed issues counts in its
+    new one and no longer in the old one, and one that did not adds nothing. Without it
+    (live), every event is counted."""
     # PostgreSQL text cannot hold NUL, which an SDK may send (\u0000 in a message or release).
     rows = rows.with_columns(pl.col(name).str.replace_all("\x00", "", literal=True)
                              for name in ("title", "culprit", "level", "release"))
@@ -343,6 +349,9 @@ def apply_issue_changes(
                                     "id": pl.Int64}), 0, 0
     releases = _release_ids(session, rows)
     existing = _existing_issues(session, summary)
+    left = None
+    if previous is not None:
+        summary, left = count_regrouped(summary, rows, existing, previous)
     # The dates order releases that are no semver (git shas): those the batch names and those
     # the issues were resolved in, each organization's own.
     versions = {v for _, v in releases} | set(existing["resolved_release"].drop_nulls())
@@ -374,9 +383,7 @@ def apply_issue_changes(
                                      new.culprit, new.level, new.first_release_id,
                                      new.first_release_seen),
         ))
-    seen = changes.seen if recount is None else changes.seen.filter(
-        pl.col("id").is_in(list(recount)))
-    if not seen.is_empty():
+    if not changes.seen.is_empty():
         issue = Issue.__table__.c
         session.execute(
             update(Issue.__table__).where(issue.id == bindparam("b_id")).values(
@@ -393,7 +400,19 @@ def apply_issue_changes(
               "b_culprit": r["culprit"], "b_level": r["level"][:16],
               "b_release_id": releases.get((r["organization_id"], r["first_release"])),
               "b_release_seen": r["first_release_seen"]}
-             for r in seen.iter_rows(named=True)],
+             for r in changes.seen.iter_rows(named=True)],
+        )
+    if left is not None and not left.is_empty():
+        # The issues regrouped events left keep their other counters and dates. One left
+        # with none is kept, as Sentry keeps it; never below 0, should it have been
+        # counted short before.
+        issue = Issue.__table__.c
+        session.execute(
+            update(Issue.__table__)
+            .where(issue.id == bindparam("b_id"), issue.project_id == bindparam("b_project"))
+            .values(times_seen=func.greatest(issue.times_seen - bindparam("b_left"), 0)),
+            [{"b_id": r["id"], "b_project": r["project_id"], "b_left": r["times_seen"]}
+             for r in left.iter_rows(named=True)],
         )
     for regression in changes.regressed.iter_rows(named=True):
         # Only while still resolved: a user may have ignored or reopened it meanwhile.
@@ -412,9 +431,6 @@ def apply_issue_changes(
     ).all()
     frame = pl.DataFrame(ids, schema={"project_id": pl.UInt64, "fingerprint_hash": pl.Utf8,
                                       "id": pl.Int64}, orient="row")
-    if recount is not None and changes.new.height:
-        recount.update(frame.join(changes.new.select("project_id", "fingerprint_hash"),
-                                  on=["project_id", "fingerprint_hash"])["id"].to_list())
     return frame, changes.new.height, changes.regressed.height
 
 
@@ -441,14 +457,40 @@ def _link_feedback(client: Client, feedback: pl.DataFrame, events: pl.DataFrame)
     return feedback.with_columns(pl.Series("issue_id", issue_ids, dtype=pl.UInt64))
 
 
+def _previous_issues(client: Client, events: pl.DataFrame) -> pl.DataFrame:
+    """The issue each of `events` is stored with in `events` (project_id, event_id, issue_id),
+    for those processed before: what reprocessing compares their issue now with. Read before
+    the batch's rows replace them. (Rows written by a window whose transaction then failed
+    to commit read as moved already: ClickHouse and PostgreSQL commit apart.)"""
+    schema = {"project_id": pl.UInt64, "event_id": pl.Utf8, "issue_id": pl.UInt64}
+    if events.is_empty():
+        return pl.DataFrame(schema=schema)
+    # A reprocessed row replaces the one of its (project, day, event id): the days of the
+    # batch's events bound the read to their parts of the table.
+    found = client.query(
+        "SELECT project_id, replaceAll(toString(event_id), '-', ''), issue_id FROM events FINAL"
+        " WHERE project_id IN {projects:Array(UInt64)}"
+        " AND timestamp >= toStartOfDay({first:DateTime64(3, 'UTC')})"
+        " AND timestamp < toStartOfDay({last:DateTime64(3, 'UTC')}) + INTERVAL 1 DAY"
+        " AND (project_id, event_id) IN ("
+        "  SELECT k.1, toUUID(k.2)"
+        "  FROM (SELECT arrayJoin({keys:Array(Tuple(UInt64, String))}) AS k))",
+        parameters={"projects": events["project_id"].unique().to_list(),
+                    "first": events["timestamp"].min(), "last": events["timestamp"].max(),
+                    "keys": list(events.select("project_id", "event_id").iter_rows())},
+    ).result_rows
+    return pl.DataFrame(found, schema=schema, orient="row")
+
+
 def _store_chunk(session: Session, client: Client, processed: ProcessedRows,
-                 recount: set[int] | None, result: BatchResult) -> pl.DataFrame:
+                 reprocessing: bool, result: BatchResult) -> pl.DataFrame:
     """The issues of a chunk of a window's events, then its processed events and transactions.
     Chunks are stored in order in the window's one transaction, so storing a window in chunks
     leaves the same issues as storing it whole. Returns the events' (project_id, event_id,
     issue_id)."""
+    previous = _previous_issues(client, processed.events) if reprocessing else None
     issue_ids, new_issues, regressions = apply_issue_changes(
-        session, processed.events, recount)
+        session, processed.events, previous)
     events = with_issue_ids(processed.events, issue_ids)
     for table, frame in (("events", events), ("transactions", processed.transactions)):
         if frame.height:
@@ -460,6 +502,11 @@ def _store_chunk(session: Session, client: Client, processed: ProcessedRows,
     return events.select("project_id", "event_id", "issue_id")
 
 
+# Held by a reprocessing window's transaction, so that two reprocessings of one range (run
+# at once) do not both move the same event's count: the second reads the first's rows.
+REPROCESSING_LOCK = 0x70756C7365  # "pulse"
+
+
 def process_window(
     client: Client,
     engine: Engine,
@@ -468,18 +515,17 @@ def process_window(
     source_map_cache: SourceMapCache | None = None,
     cursor_name: str | None = CURSOR_NAME,
     pool: PipelinePool | None = None,
-    recount: set[int] | None = None,
 ) -> BatchResult:
     """Process one window; with a cursor_name, that cursor moves to the window's end in the
     same transaction, and a window (or the part of it) the cursor has passed is skipped.
-    Without one (reprocessing) existing issues' counters stay as they are, but for those in
-    `recount` (see apply_issue_changes). A pool runs a large window's pipeline in several
-    processes."""
+    Without one (reprocessing) an event counts in an issue only if it was not in it already,
+    and no longer in the one it leaves (see apply_issue_changes). A pool runs a large
+    window's pipeline in several processes."""
     result = BatchResult()
-    if cursor_name is None and recount is None:
-        recount = set()
     with system_session(engine) as session, session.begin():
-        if cursor_name is not None:
+        if cursor_name is None:
+            session.execute(select(func.pg_advisory_xact_lock(REPROCESSING_LOCK)))
+        else:
             done_upto = _claim_cursor(session, cursor_name)
             if done_upto >= window.upto:
                 return result  # already processed: running it again changes nothing
@@ -496,10 +542,7 @@ def process_window(
             raw = raw.filter(pl.col("project_id").is_in(list(configs)))
         if raw.height:
             if pool is not None and pool.parts_for(raw.height) > 1:
-                # Reprocessing stores the window whole: it is rare, and one chunk keeps its
-                # counting (only the issues it creates) simple.
-                chunks = (pool.run_in_chunks(raw, configs) if cursor_name is not None
-                          else pool.run_in_chunks(raw, configs, chunk_rows=raw.height))
+                chunks = pool.run_in_chunks(raw, configs)
             else:
                 chunks = (process_raw_events(raw, configs, StoredSourceMaps(engine, blobs),
                                              source_map_cache) for _ in (1,))  # one chunk
@@ -507,7 +550,7 @@ def process_window(
             with closing(chunks):
                 for processed in chunks:
                     issues_of_events.append(_store_chunk(
-                        session, client, processed, recount, result))
+                        session, client, processed, cursor_name is None, result))
                     feedback.append(processed.feedback)
             # Feedback last: it may name an event of any chunk of the window.
             linked = _link_feedback(client, pl.concat(feedback), pl.concat(issues_of_events))
@@ -525,20 +568,18 @@ def reprocess_window(
 ) -> BatchResult:
     """Run the pipelines again over raw events that landed in [start, end), e.g. after a
     grouping fix. Processed rows replace themselves; the live cursor is not touched, and
-    issues' counters are not counted twice. Only what the live runner has processed is
-    reprocessed (`end` is cut at its cursor): it processes the rest itself, and counting
-    those events here too would count them twice."""
+    each event counts once, in the issue it is in now: running it again changes nothing.
+    Only what the live runner has processed is reprocessed (`end` is cut at its cursor): it
+    processes the rest itself, and counting those events here too would count them twice."""
     total = BatchResult()
     last = min(end - timedelta(microseconds=1), read_cursor(engine))  # windows include upto
     after = start - timedelta(microseconds=1)
-    created: set[int] = set()  # issues this reprocessing made: later windows add to them
     while after < last:
         window = next_window(client, after, max_rows=max_rows, settle_seconds=0)
         if window is None or window.after >= last:
             break
         window = Window(window.after, min(window.upto, last))
-        step = process_window(client, engine, blobs, window, cursor_name=None,
-                              recount=created)
+        step = process_window(client, engine, blobs, window, cursor_name=None)
         for name in ("raw", "events", "transactions", "feedback", "new_issues", "regressions"):
             setattr(total, name, getattr(total, name) + getattr(step, name))
         after = window.upto

@@ -113,6 +113,38 @@ def plan_issue_changes(
     return IssueChanges(new=new, seen=seen, regressed=regressed)
 
 
+def count_regrouped(
+    batch: pl.DataFrame, event_rows: pl.DataFrame, existing: pl.DataFrame,
+    previous: pl.DataFrame,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Reprocessing: each event counts once, in the issue it is in now.
+
+    batch: `summarize_batch(event_rows)`. existing: the stored issues of its fingerprints (id,
+    project_id, fingerprint_hash). previous: the issue each event was stored with when it was
+    processed before (project_id, event_id, issue_id), for the events that were. An event
+    adds to its issue unless it was in it already, and is taken from the issue it was in if
+    that is another one. Returns the batch with these times_seen, and the issues events left:
+    project_id, id, times_seen (how many left it)."""
+    key = ["project_id", "fingerprint_hash"]
+    events = (
+        event_rows.select("project_id", "event_id", "fingerprint_hash")
+        .join(existing.select(*key, "id"), on=key, how="left")
+        .join(previous.filter(pl.col("issue_id") != 0)
+              .select("project_id", "event_id", pl.col("issue_id").cast(pl.Int64)
+                      .alias("previous_id")),
+              on=["project_id", "event_id"], how="left")
+        # No previous issue, or a new issue now (no id yet): counted where it is now.
+        .with_columns((pl.col("previous_id") != pl.col("id")).fill_null(True).alias("moved"))
+    )
+    added = events.group_by(key).agg(pl.col("moved").sum().alias("times_seen"))
+    counted = (batch.drop("times_seen").join(added, on=key, how="left", maintain_order="left")
+               .select(batch.columns))
+    left = (events.filter(pl.col("moved") & pl.col("previous_id").is_not_null())
+            .group_by("project_id", "previous_id").agg(pl.len().alias("times_seen"))
+            .rename({"previous_id": "id"}))
+    return counted, left
+
+
 def with_issue_ids(event_rows: pl.DataFrame, issue_ids: pl.DataFrame) -> pl.DataFrame:
     """Fill `issue_id` from a (project_id, fingerprint_hash, id) frame of stored issues."""
     ids = issue_ids.select(

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from pipelines.issues import (
+    count_regrouped,
     is_newer_release,
     parse_version,
     plan_issue_changes,
@@ -113,3 +114,29 @@ def test_issue_ids_are_filled_by_fingerprint() -> None:
     filled = with_issue_ids(events, ids)
     assert filled["issue_id"].to_list() == [11, 12, 0]
     assert filled.columns == events.columns
+
+
+def test_reprocessed_events_count_in_the_issue_they_are_in_now() -> None:
+    events = rows(("a", 1, ""), ("a", 2, ""), ("a", 3, ""), ("a", 4, ""), ("new", 5, ""))
+    events = events.with_columns(pl.Series("event_id", ["e1", "e2", "e3", "e4", "e5"]))
+    previous = pl.DataFrame(
+        {"project_id": [7, 7, 7, 7], "event_id": ["e1", "e2", "e3", "e5"],
+         "issue_id": [11, 12, 12, 12]},  # e4 not processed before; e5 was in 12 too
+        schema_overrides={"project_id": pl.UInt64, "issue_id": pl.UInt64})
+    batch, left = count_regrouped(summarize_batch(events), events,
+                                  existing((11, "a", "unresolved", None, None)), previous)
+    # e1 stays in a (11): counted already. e2, e3 come from 12; e4 was never counted;
+    # e5 is in a new issue.
+    assert dict(batch.select("fingerprint_hash", "times_seen").rows()) == {"a": 3, "new": 1}
+    assert batch.columns == summarize_batch(events).columns
+    assert left.select("project_id", "id", "times_seen").rows() == [(7, 12, 3)]
+
+
+def test_reprocessing_events_where_they_were_counts_nothing() -> None:
+    events = rows(("a", 1, ""), ("a", 2, "")).with_columns(pl.Series("event_id", ["e1", "e2"]))
+    previous = pl.DataFrame({"project_id": [7, 7], "event_id": ["e1", "e2"], "issue_id": [11, 11]},
+                            schema_overrides={"project_id": pl.UInt64, "issue_id": pl.UInt64})
+    batch, left = count_regrouped(summarize_batch(events), events,
+                                  existing((11, "a", "unresolved", None, None)), previous)
+    assert batch["times_seen"].to_list() == [0]
+    assert left.is_empty()
