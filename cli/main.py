@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from core.settings import SERVICES, Settings
 
@@ -48,7 +48,25 @@ def cmd_status(args: argparse.Namespace) -> int:
         state = "healthy" if report.healthy else "UNHEALTHY"
         detail = f"  ({report.detail})" if report.detail else ""
         print(f"{report.name:<10} {state:<9} {report.url}{detail}")
+    if any(r.name == "warehouse" and r.healthy for r in reports):
+        _print_dead_letter_count(settings)
     return 0 if all(r.healthy for r in reports) else 1
+
+
+def _print_dead_letter_count(settings: Settings) -> None:
+    """Events set aside in the last 24 h, if any: one query on a small table."""
+    from core.warehouse import connect
+    from orchestration.processing import dead_letters_since
+
+    try:
+        count = dead_letters_since(connect(settings.clickhouse_url),
+                                   datetime.now(UTC) - timedelta(hours=24))
+    except Exception as exc:  # noqa: BLE001 - status reports health; this is a side note
+        print(f"(could not count events set aside: {exc})", file=sys.stderr)
+        return
+    if count:
+        print(f"{count} events set aside by processing in the last 24 h: "
+              "see `pulsetrace dead-letters`")
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
@@ -115,6 +133,46 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from core import db
+    from core.models import Project
+    from core.warehouse import connect
+    from orchestration.processing import dead_letters
+
+    try:
+        settings = _settings_for_running_stack(args.data_dir)
+    except FileNotFoundError as exc:
+        print(f"dead-letters failed: {exc}", file=sys.stderr)
+        return 1
+    with db.system_session(db.make_engine(settings.database_url)) as session:
+        slugs = dict(session.execute(select(Project.id, Project.slug)).all())
+    project_ids = None
+    if args.project is not None:
+        project_ids = [int(args.project)] if args.project.isdigit() else [
+            project_id for project_id, slug in slugs.items() if slug == args.project]
+        if not project_ids:
+            print(f"pulsetrace dead-letters: no project {args.project!r}", file=sys.stderr)
+            return 2
+    found = dead_letters(connect(settings.clickhouse_url), project_ids, limit=args.limit)
+    if not found:
+        print("no events set aside" + (f" in project {args.project}" if args.project else ""))
+        return 0
+    print(f"{'project':<24} {'event id':<32}  {'landed (UTC)':<26}  {'failed in':<14}  error")
+    for letter in found:
+        project = f"{letter.project_id} ({slugs.get(letter.project_id, 'deleted')})"
+        error = f"{letter.error_type}: {letter.error_message}".replace("\n", " ")
+        print(f"{project:<24} {letter.event_id:<32}  {letter.landed_at.isoformat():<26}  "
+              f"{letter.stage:<14}  {error[:160]}")
+    first = min(letter.landed_at for letter in found)
+    last = max(letter.landed_at for letter in found) + timedelta(microseconds=1)
+    print(f"\n{len(found)} events set aside (latest failures first). After a fix, process "
+          f"them again:\n  pulsetrace reprocess --from {first.isoformat()} "
+          f"--to {last.isoformat()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pulsetrace", description="Self-hosted error tracking and performance monitoring."
@@ -163,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
                            help="ISO time, e.g. 2026-11-27T10:00 (UTC unless it says)")
     reprocess.add_argument("--to", dest="end", required=True, help="ISO time (exclusive)")
     reprocess.set_defaults(func=cmd_reprocess)
+
+    letters = with_data_dir(commands.add_parser(
+        "dead-letters", help="list events processing set aside because they failed on their own"
+    ))
+    letters.add_argument("--project", help="only this project's (id or slug)")
+    letters.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    letters.set_defaults(func=cmd_dead_letters)
 
     wh = commands.add_parser("warehouse", help="the embedded ClickHouse (chDB) warehouse")
     wh_commands = wh.add_subparsers(dest="warehouse_command", required=True)

@@ -63,7 +63,10 @@ def processed_batch(
     result = process_window(warehouse.client(), postgres.engine, blobs.store(), window,
                             _source_maps, pool=_pool(postgres, blobs))
     context.log.info(f"{result.raw} raw events processed in window {config.after}..{config.upto}")
-    yield dg.MaterializeResult(asset_key="events", metadata={"rows": result.events})
+    if result.dead_lettered:
+        context.log.warning(f"{result.dead_lettered} events set aside (pulsetrace dead-letters)")
+    yield dg.MaterializeResult(asset_key="events", metadata={
+        "rows": result.events, "dead_lettered": result.dead_lettered})
     yield dg.MaterializeResult(asset_key="transactions", metadata={"rows": result.transactions})
     yield dg.MaterializeResult(asset_key="feedback", metadata={"rows": result.feedback})
     yield dg.MaterializeResult(asset_key="issues", metadata={

@@ -2,10 +2,12 @@
 
 The pipeline is CPU-bound Python (the scrubber's walk, fingerprinting, row building), so one
 process uses one core. A batch of at least MIN_ROWS_PER_WORKER rows per worker is split into
-contiguous parts, each worker runs `process_raw_events` on its part with its own database
+contiguous parts, each worker runs `process_isolating` on its part with its own database
 connection, blob store and source-map cache, and the parts are concatenated in order: the
-same rows as running the whole batch in this process. Smaller batches (the steady trickle)
-run in the caller's process, since handing a part over costs a few milliseconds.
+same rows as running the whole batch in this process. A poison event is set aside in the
+worker that meets it, within its part, and its record comes back with the part's rows.
+Smaller batches (the steady trickle) run in the caller's process, since handing a part over
+costs a few milliseconds.
 
 The workers are started on the first large batch (spawned: the runner has threads, so it
 must not fork) and stopped after IDLE_SECONDS without one, so an idle stack does not carry
@@ -18,7 +20,7 @@ import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
@@ -29,13 +31,14 @@ import pyarrow as pa
 from core.blobs import blob_store_at
 from core.db import make_engine
 from orchestration.processing import StoredSourceMaps
-from pipelines.batch import ProcessedRows, process_raw_events, split
+from pipelines.batch import ProcessedRows, process_isolating, split
 from pipelines.scrubbing import ScrubConfig
 from pipelines.symbolication import SourceMapCache
 
 log = logging.getLogger("pulsetrace.parallel")
 
-PartRows = tuple[pa.Table, pa.Table, pa.Table]  # events, transactions, feedback
+# A part's events, transactions, feedback and failed (the events set aside).
+PartRows = tuple[pa.Table, pa.Table, pa.Table, pa.Table]
 
 MIN_ROWS_PER_WORKER = 2_000
 CHUNK_ROWS = 10_000  # a window is handed over in chunks of this many rows, see run_in_chunks
@@ -49,8 +52,11 @@ def worker_count(configured: int) -> int:
 
 class PipelinePool:
     def __init__(self, database_url: str, blob_url: str, s3_endpoint_url: str | None,
-                 workers: int, chunk_rows: int = CHUNK_ROWS) -> None:
-        self.storage = (database_url, blob_url, s3_endpoint_url)
+                 workers: int, chunk_rows: int = CHUNK_ROWS,
+                 worker_setup: Callable[[], None] | None = None) -> None:
+        """worker_setup: a module-level function each worker calls once started (the tests
+        inject faults into the workers' pipeline with it)."""
+        self.storage = (database_url, blob_url, s3_endpoint_url, worker_setup)
         self.workers = workers
         self.chunk_rows = chunk_rows
         self._executor: ProcessPoolExecutor | None = None
@@ -125,10 +131,13 @@ _source_maps: StoredSourceMaps | None = None
 _cache = SourceMapCache()
 
 
-def _start_worker(database_url: str, blob_url: str, s3_endpoint_url: str | None) -> None:
+def _start_worker(database_url: str, blob_url: str, s3_endpoint_url: str | None,
+                  setup: Callable[[], None] | None) -> None:
     global _source_maps
     _source_maps = StoredSourceMaps(make_engine(database_url, pool_size=1, max_overflow=1),
                                     blob_store_at(blob_url, s3_endpoint_url))
+    if setup is not None:
+        setup()
 
 
 def _process_part(raw: pl.DataFrame, scrub_configs: dict[int, ScrubConfig]) -> PartRows:
@@ -136,8 +145,9 @@ def _process_part(raw: pl.DataFrame, scrub_configs: dict[int, ScrubConfig]) -> P
     its string columns with the whole buffers they were cut from (88 MB for the rows of 10k
     events, where Arrow takes 31 MB and a third of the time)."""
     assert _source_maps is not None, "worker not initialized"
-    rows = process_raw_events(raw, scrub_configs, _source_maps, _cache)
-    return rows.events.to_arrow(), rows.transactions.to_arrow(), rows.feedback.to_arrow()
+    rows = process_isolating(raw, scrub_configs, _source_maps, _cache)
+    return (rows.events.to_arrow(), rows.transactions.to_arrow(), rows.feedback.to_arrow(),
+            rows.failed.to_arrow())
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:

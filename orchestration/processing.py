@@ -5,6 +5,11 @@ fingerprint → rows), then in ONE PostgreSQL transaction upserts the issues, wr
 processed rows to ClickHouse and moves the cursor. ClickHouse writes are idempotent
 (ReplacingMergeTree on the event id), and the issue counters and the cursor commit together,
 so a batch that fails anywhere is simply run again: exactly once.
+
+An event that fails on its own (a poison event: a bug meeting a shape nobody foresaw) is set
+aside (`pipelines.batch.process_isolating`) and recorded in `dead_letter_events`, so that it
+does not block every project's events; reprocessing a range that holds it tries it again.
+Storage failing (the source-map store) is never an event's fault: the window is retried.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from core.models import (
     ReleaseProject,
 )
 from core.settings import get_settings
-from pipelines.batch import ProcessedRows, process_raw_events
+from pipelines.batch import ProcessedRows, no_failures, process_isolating
 from pipelines.issues import (
     count_regrouped,
     plan_issue_changes,
@@ -57,7 +62,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 RAW_COLUMNS = (
     "organization_id, project_id, replaceAll(toString(event_id), '-', '') AS event_id, "
     "item_type, received_at, client_ip, user_agent, ua_browser, ua_browser_version, ua_os, "
-    "ua_os_version, ua_device, sdk_name, sdk_version, payload, landing_retry"
+    "ua_os_version, ua_device, sdk_name, sdk_version, payload, landing_retry, landed_at"
 )
 
 
@@ -77,6 +82,12 @@ class BatchResult:
     feedback: int = 0
     new_issues: int = 0
     regressions: int = 0
+    dead_lettered: int = 0  # events set aside, recorded in dead_letter_events
+    retried: int = 0  # set aside before, processed now (reprocessing)
+
+    def add(self, other: BatchResult) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 # --- the cursor -----------------------------------------------------------------------------
@@ -210,7 +221,13 @@ def scrub_configs(
 
 
 class StoredSourceMaps:
-    """Source maps uploaded as release artifacts: rows in PostgreSQL, bytes in the blob store."""
+    """Source maps uploaded as release artifacts: rows in PostgreSQL, bytes in the blob store.
+
+    Whatever this raises means storage failed (PostgreSQL or the blob store unreachable, a
+    timeout): the pipeline fails the window, to be retried, and sets no event aside for it
+    (pipelines.batch.StorageUnavailable). So what an event names that no artifact can be
+    stored under is answered here, without asking storage: PostgreSQL text cannot hold NUL,
+    and the query would fail as if the database had."""
 
     def __init__(self, engine: Engine, blobs: BlobStore) -> None:
         self.engine = engine
@@ -237,6 +254,8 @@ class StoredSourceMaps:
     def by_release(
         self, organization_id: int, release: str, dist: str | None, url: str
     ) -> bytes | None:
+        if "\x00" in f"{release}{dist or ''}{url}":
+            return None  # no artifact can be named so (an SDK may send \u0000)
         names = artifact_names_for_url(url)
         maps = [name if name.endswith(".map") else f"{name}.map" for name in names]
         return self._read(
@@ -544,19 +563,34 @@ def process_window(
             if pool is not None and pool.parts_for(raw.height) > 1:
                 chunks = pool.run_in_chunks(raw, configs)
             else:
-                chunks = (process_raw_events(raw, configs, StoredSourceMaps(engine, blobs),
-                                             source_map_cache) for _ in (1,))  # one chunk
-            issues_of_events, feedback = [], []
+                chunks = (process_isolating(raw, configs, StoredSourceMaps(engine, blobs),
+                                            source_map_cache) for _ in (1,))  # one chunk
+            issues_of_events, feedback, failed = [], [], [no_failures()]
             with closing(chunks):
                 for processed in chunks:
                     issues_of_events.append(_store_chunk(
                         session, client, processed, cursor_name is None, result))
                     feedback.append(processed.feedback)
+                    if processed.failed.height:
+                        failed.append(processed.failed)
             # Feedback last: it may name an event of any chunk of the window.
             linked = _link_feedback(client, pl.concat(feedback), pl.concat(issues_of_events))
             if linked.height:
                 client.insert_arrow("feedback", linked.to_arrow())
             result.feedback = linked.height
+            # Before the cursor moves, in its transaction: a window run again (its commit
+            # failed) records the same events again, which keeps one record of each.
+            set_aside = pl.concat(failed).with_columns(
+                pl.col("landed_at").fill_null(window.upto))  # always read; never left empty
+            if set_aside.height:
+                record_dead_letters(client, set_aside)
+                result.dead_lettered = set_aside.height
+                log.warning("%d of %d events of window %s..%s set aside (dead_letter_events): "
+                            "%s", set_aside.height, raw.height, window.after.isoformat(),
+                            window.upto.isoformat(), _failure_counts(set_aside))
+            if cursor_name is None:
+                # Reprocessing: events set aside before that went through now.
+                result.retried = _mark_retried(client, window, raw, set_aside)
         if cursor_name is not None:
             _save_cursor(session, window.upto, cursor_name)
     return result
@@ -570,7 +604,10 @@ def reprocess_window(
     grouping fix. Processed rows replace themselves; the live cursor is not touched, and
     each event counts once, in the issue it is in now: running it again changes nothing.
     Only what the live runner has processed is reprocessed (`end` is cut at its cursor): it
-    processes the rest itself, and counting those events here too would count them twice."""
+    processes the rest itself, and counting those events here too would count them twice.
+    Events set aside before (dead_letter_events) are processed like any other; those that
+    go through now have their records marked retried, those that still fail are recorded
+    again with their new error."""
     total = BatchResult()
     last = min(end - timedelta(microseconds=1), read_cursor(engine))  # windows include upto
     after = start - timedelta(microseconds=1)
@@ -579,9 +616,113 @@ def reprocess_window(
         if window is None or window.after >= last:
             break
         window = Window(window.after, min(window.upto, last))
-        step = process_window(client, engine, blobs, window, cursor_name=None)
-        for name in ("raw", "events", "transactions", "feedback", "new_issues", "regressions"):
-            setattr(total, name, getattr(total, name) + getattr(step, name))
+        total.add(process_window(client, engine, blobs, window, cursor_name=None))
         after = window.upto
     return total
 
+
+
+# --- events set aside -----------------------------------------------------------------------
+
+DEAD_LETTER_COLUMNS = (
+    "organization_id", "project_id", "event_id", "item_type", "received_at", "landed_at",
+    "failed_at", "stage", "error_type", "error_message",
+)
+
+
+def record_dead_letters(client: Client, failed: pl.DataFrame, retried: bool = False) -> None:
+    """Records of events set aside (pipelines.batch.FAILED_SCHEMA), or with `retried`, the
+    marks that they went through since. One record is kept per event (the newest)."""
+    rows = failed
+    if "failed_at" not in rows.columns:
+        rows = rows.with_columns(pl.lit(datetime.now(UTC)).cast(pl.Datetime("ms", "UTC"))
+                                 .alias("failed_at"))
+    rows = rows.select(DEAD_LETTER_COLUMNS).with_columns(
+        pl.lit(int(retried), pl.UInt8).alias("retried"))
+    client.insert_arrow("dead_letter_events", rows.to_arrow())
+
+
+def _key_columns() -> list[pl.Expr]:
+    """_RAW_KEY of one type whatever frame it comes from (item_type may read as a category)."""
+    return [pl.col("project_id").cast(pl.UInt64), pl.col("item_type").cast(pl.Utf8),
+            pl.col("event_id").cast(pl.Utf8)]
+
+
+def _failure_counts(failed: pl.DataFrame) -> str:
+    counts = failed.group_by("stage", "error_type").len().sort("len", descending=True).rows()
+    return ", ".join(f"{count} in {stage} ({error})" for stage, error, count in counts)
+
+
+_DEAD_LETTER_SELECT = (
+    "SELECT organization_id, project_id, replaceAll(toString(event_id), '-', '') AS event_id,"
+    " item_type, received_at, landed_at, failed_at, stage, error_type, error_message"
+    " FROM dead_letter_events FINAL"
+)
+
+
+def _mark_retried(
+    client: Client, window: Window, raw: pl.DataFrame, failed: pl.DataFrame
+) -> int:
+    """Marks the records of the window's events set aside before that were processed now
+    (in raw, not failed again); returns how many. Only reprocessing asks: the live path never
+    meets an event twice, and adds no query to a window where nothing failed."""
+    projects = raw["project_id"].unique().to_list()
+    if not projects:
+        return 0
+    found = client.query_arrow(
+        f"{_DEAD_LETTER_SELECT}"
+        " WHERE project_id IN {projects:Array(UInt64)}"
+        " AND landed_at > {after:DateTime64(6, 'UTC')} AND landed_at <= {upto:DateTime64(6, 'UTC')}"
+        " AND retried = 0",
+        parameters={"projects": projects, "after": window.after, "upto": window.upto},
+        use_strings=True,
+    )
+    records = pl.from_arrow(found)
+    assert isinstance(records, pl.DataFrame)
+    if records.is_empty():
+        return 0
+    through = records.with_columns(_key_columns()).join(
+        raw.select(_key_columns()), on=_RAW_KEY, how="semi",
+    ).join(failed.select(_key_columns()), on=_RAW_KEY, how="anti")
+    if through.height:
+        record_dead_letters(client, through, retried=True)
+        log.info("%d events set aside before were processed now", through.height)
+    return through.height
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    organization_id: int
+    project_id: int
+    event_id: str
+    item_type: str
+    received_at: datetime
+    landed_at: datetime
+    failed_at: datetime
+    stage: str
+    error_type: str
+    error_message: str
+
+
+def dead_letters(
+    client: Client, project_ids: Iterable[int] | None = None, limit: int = 50
+) -> list[DeadLetter]:
+    """Events set aside and not processed since, the latest failures first; those of
+    `project_ids` only, if given."""
+    where, parameters = " WHERE retried = 0", {"limit": limit}
+    if project_ids is not None:
+        where += " AND project_id IN {projects:Array(UInt64)}"
+        parameters["projects"] = sorted(set(project_ids))
+    rows = client.query(
+        f"{_DEAD_LETTER_SELECT}{where} ORDER BY failed_at DESC, event_id LIMIT {{limit:UInt32}}",
+        parameters=parameters,
+    ).result_rows
+    return [DeadLetter(*row[:4], *(_utc(t) for t in row[4:7]), *row[7:]) for row in rows]
+
+
+def dead_letters_since(client: Client, since: datetime) -> int:
+    """How many events failed since `since` and are still set aside."""
+    return int(client.command(
+        "SELECT count() FROM dead_letter_events FINAL"
+        " WHERE retried = 0 AND failed_at >= {since:DateTime64(3, 'UTC')}",
+        parameters={"since": since}))

@@ -168,22 +168,24 @@ class _Isolation:
             return _run_stages(raw, self.scrub_configs, self.source_maps, self.cache, stage)
         except _NOT_THE_EVENTS_FAULT:
             raise
-        except _EVENTS_FAULT as error:
+        except _EVENTS_FAULT as caught:
             if raw.height == 0:
                 raise  # no event to blame: the code fails on any batch
-            if raw.height > 1:
-                return ProcessedRows.concat([self.run(part) for part in split(raw, 2)])
-            kind = (stage[0], type(error).__name__)
-            log.warning("event %s of project %s set aside: %s failed (%s: %s)",
-                        raw["event_id"][0], raw["project_id"][0], stage[0], kind[1],
-                        str(error)[:MAX_ERROR_CHARS],
-                        exc_info=error if kind not in self.logged else None)
-            self.logged.add(kind)
-            # The rows of no event, typed as any batch's.
-            empty = _run_stages(raw.clear(), self.scrub_configs, self.source_maps,
-                                self.cache, [""])
-            return ProcessedRows(empty.events, empty.transactions, empty.feedback,
-                                 _failed(raw, stage[0], error))
+            error = caught
+        # Out of the except block, so that a part's failure is not chained to this one.
+        if raw.height > 1:
+            return ProcessedRows.concat([self.run(part) for part in split(raw, 2)])
+        kind = (stage[0], type(error).__name__)
+        log.warning("event %s of project %s set aside: %s failed (%s: %s)",
+                    raw["event_id"][0], raw["project_id"][0], stage[0], kind[1],
+                    str(error)[:MAX_ERROR_CHARS],
+                    exc_info=error if kind not in self.logged else None)
+        self.logged.add(kind)
+        # The rows of no event, typed as any batch's.
+        empty = _run_stages(raw.clear(), self.scrub_configs, self.source_maps, self.cache,
+                            [""])
+        return ProcessedRows(empty.events, empty.transactions, empty.feedback,
+                             _failed(raw, stage[0], error))
 
 
 def _failed(raw: pl.DataFrame, stage: str, error: BaseException) -> pl.DataFrame:
