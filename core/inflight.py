@@ -8,6 +8,11 @@ the slower one, and they would never be processed.
 A mark is live while its worker keeps it alive (a key with a short expiry, renewed during the
 insert): the mark of a worker killed mid-insert lapses within seconds instead of holding
 processing back.
+
+Marks carry Redis's clock, set atomically with the mark, and `landing_horizon` reads that clock
+in the same transaction as the marks: an insert not marked at that moment is marked later, so
+it begins, and its rows land, after the time read. Every row landed before the horizon is
+therefore visible, without waiting a settling time on every window.
 """
 
 from __future__ import annotations
@@ -25,6 +30,14 @@ ALIVE_SECONDS = 10  # a mark's keep-alive key expires this long after its last r
 _RENEW_SECONDS = 3.0
 
 
+# The mark, with Redis's time, and its keep-alive key, in one step.
+_MARK_SCRIPT = """
+local now = redis.call('TIME')
+redis.call('SET', KEYS[2], 1, 'EX', ARGV[2])
+redis.call('ZADD', KEYS[1], string.format('%d.%06d', now[1], now[2]), ARGV[1])
+"""
+
+
 def _alive_key(token: str) -> str:
     return f"{LANDING_INSERTS}:alive:{token}"
 
@@ -33,10 +46,7 @@ def _alive_key(token: str) -> str:
 def insert_in_flight(client: redis.Redis, worker: str) -> Iterator[None]:
     """Marks the inserts made inside the block as in flight."""
     token = f"{worker}:{time.monotonic_ns()}"
-    pipe = client.pipeline(transaction=True)
-    pipe.set(_alive_key(token), 1, ex=ALIVE_SECONDS)
-    pipe.zadd(LANDING_INSERTS, {token: time.time()})
-    pipe.execute()
+    client.eval(_MARK_SCRIPT, 2, LANDING_INSERTS, _alive_key(token), token, ALIVE_SECONDS)
     done = threading.Event()
 
     def renew() -> None:
@@ -58,11 +68,15 @@ def insert_in_flight(client: redis.Redis, worker: str) -> Iterator[None]:
         pipe.execute()
 
 
-def inserts_in_flight_since(client: redis.Redis) -> datetime | None:
-    """When the oldest insert into raw_events still in flight began, if one is."""
-    marks = client.zrange(LANDING_INSERTS, 0, -1, withscores=True)  # one per worker at most
+def _live_marks(client: redis.Redis) -> tuple[list[float], float]:
+    """When the live inserts in flight began, and Redis's time when that was read."""
+    pipe = client.pipeline(transaction=True)
+    pipe.time()
+    pipe.zrange(LANDING_INSERTS, 0, -1, withscores=True)  # one per worker at most
+    (seconds, microseconds), marks = pipe.execute()
+    now = seconds + microseconds / 1e6
     if not marks:
-        return None
+        return [], now
     pipe = client.pipeline(transaction=False)
     for token, _ in marks:
         pipe.exists(_alive_key(token.decode() if isinstance(token, bytes) else token))
@@ -70,5 +84,17 @@ def inserts_in_flight_since(client: redis.Redis) -> datetime | None:
     lapsed = [token for (token, _), live in zip(marks, alive, strict=True) if not live]
     if lapsed:
         client.zrem(LANDING_INSERTS, *lapsed)  # workers killed mid-insert
-    began = [score for (_, score), live in zip(marks, alive, strict=True) if live]
-    return datetime.fromtimestamp(float(min(began)), UTC) if began else None
+    return [float(score) for (_, score), live in zip(marks, alive, strict=True) if live], now
+
+
+def inserts_in_flight_since(client: redis.Redis) -> datetime | None:
+    """When the oldest insert into raw_events still in flight began, if one is."""
+    began, _ = _live_marks(client)
+    return datetime.fromtimestamp(min(began), UTC) if began else None
+
+
+def landing_horizon(client: redis.Redis) -> datetime:
+    """A landing time before which every row of raw_events is visible: the start of the
+    oldest insert in flight, or now (Redis's clock) when none is."""
+    began, now = _live_marks(client)
+    return datetime.fromtimestamp(min([*began, now]), UTC)

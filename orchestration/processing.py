@@ -119,24 +119,21 @@ def _save_cursor(session: Session, upto: datetime, name: str = CURSOR_NAME) -> N
 
 
 def next_window(
-    client: Client, after: datetime, max_rows: int = 50_000, settle_seconds: float = 1.0,
-    before: datetime | None = None,
+    client: Client, after: datetime, max_rows: int = 50_000, before: datetime | None = None,
 ) -> Window | None:
     """The next window of landed rows, or None when nothing new has landed.
 
-    Rows of one insert share a landing time, so the window ends on a whole insert. Rows newer
-    than `settle_seconds` wait for the next batch, and so do rows landed from `before` on:
-    an insert still in flight (begun at `before`) carries an earlier landing time than inserts
-    that began after it and are already visible.
+    Rows of one insert share a landing time, so the window ends on a whole insert. Rows landed
+    from `before` on wait for the next batch: the live runner passes the landing horizon
+    (core/inflight.py), since an insert still in flight carries an earlier landing time than
+    inserts that began after it and are already visible.
     """
     blocks = client.query(
         "SELECT landed_at, count() FROM raw_events"
         " WHERE landed_at > {after:DateTime64(6, 'UTC')}"
-        " AND landed_at <= now64(6) - toIntervalMillisecond({settle:UInt32})"
         " AND landed_at < {before:DateTime64(6, 'UTC')}"
         " GROUP BY landed_at ORDER BY landed_at LIMIT 10000",
-        parameters={"after": after, "settle": int(settle_seconds * 1000),
-                    "before": before or datetime(9999, 1, 1, tzinfo=UTC)},
+        parameters={"after": after, "before": before or datetime(9999, 1, 1, tzinfo=UTC)},
     ).result_rows
     if not blocks:
         return None
@@ -612,7 +609,7 @@ def reprocess_window(
     last = min(end - timedelta(microseconds=1), read_cursor(engine))  # windows include upto
     after = start - timedelta(microseconds=1)
     while after < last:
-        window = next_window(client, after, max_rows=max_rows, settle_seconds=0)
+        window = next_window(client, after, max_rows=max_rows)
         if window is None or window.after >= last:
             break
         window = Window(window.after, min(window.upto, last))

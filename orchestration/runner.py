@@ -33,7 +33,7 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from core import heartbeat
 from core.db import make_engine
-from core.inflight import inserts_in_flight_since
+from core.inflight import landing_horizon
 from core.redis import redis_client
 from core.settings import Settings, get_settings
 from core.warehouse import warehouse_client
@@ -117,7 +117,7 @@ def marts_refresher(settings: Settings) -> MartsRefresher | None:
 
 
 FAILURES_BEFORE_UNHEALTHY = 3  # attempts of the same window, a few seconds of retrying
-# Landing times are the warehouse's clock, insert starts the landing worker's: room for both.
+# Landing times are the warehouse's clock, the landing horizon Redis's: room for both.
 IN_FLIGHT_MARGIN = timedelta(milliseconds=250)
 
 
@@ -140,10 +140,9 @@ class Runner:
 
     def step(self) -> bool:
         """Run one batch if there is one; True when it did."""
-        in_flight = inserts_in_flight_since(self.redis)
         window = next_window(warehouse_client(self.settings.clickhouse_url),
                              read_cursor(self.engine),
-                             before=in_flight - IN_FLIGHT_MARGIN if in_flight else None)
+                             before=landing_horizon(self.redis) - IN_FLIGHT_MARGIN)
         if self.marts is not None:
             # Set before the window runs, so that the build its data_changed() asks for
             # waits for the next poll that finds nothing new.
