@@ -618,7 +618,6 @@ def reprocess_window(
     return total
 
 
-
 # --- events set aside -----------------------------------------------------------------------
 
 DEAD_LETTER_COLUMNS = (
