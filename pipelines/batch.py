@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import polars as pl
 
@@ -150,8 +151,16 @@ def process_isolating(
     half that fails halved again, down to single events. Nothing more is run when nothing
     fails; k failing events cost about 2·k·log2(n) runs of ever smaller parts. Storage
     failures (StorageUnavailable, wrapping whatever the provider raises) and MemoryError
-    are raised, never blamed on an event: the batch is retried whole."""
-    return _Isolation(scrub_configs, _StorageErrors(source_maps), cache).run(raw)
+    are raised, never blamed on an event: the batch is retried whole. So is the error of a
+    batch of at least 2·SYSTEMIC_SAMPLE events whose sampled events all fail alone, the same
+    way: that is a bug every event meets (a bad deploy), not poison, and setting every
+    event aside would take ~70 ms an event (see _Isolation.systemic)."""
+    return _Isolation(scrub_configs, _StorageErrors(source_maps), cache).run(raw, top=True)
+
+
+# Events, evenly spread, run alone when a large batch fails: if all fail the same way as the
+# batch, the failure is the code's, not its events'.
+SYSTEMIC_SAMPLE = 16
 
 
 class _Isolation:
@@ -161,31 +170,59 @@ class _Isolation:
         self.source_maps = source_maps
         self.cache = cache
         self.logged: set[tuple[str, str]] = set()  # one traceback per kind of failure
+        self._no_rows: ProcessedRows | None = None
 
-    def run(self, raw: pl.DataFrame) -> ProcessedRows:
+    def _stages(self, raw: pl.DataFrame, stage: list[str]) -> ProcessedRows:
+        return _run_stages(raw, self.scrub_configs, self.source_maps, self.cache, stage)
+
+    def _attempt(self, raw: pl.DataFrame) -> ProcessedRows | _Failure:
+        """The batch's rows, or the stage that failed and its error."""
         stage = [""]
         try:
-            return _run_stages(raw, self.scrub_configs, self.source_maps, self.cache, stage)
+            return self._stages(raw, stage)
         except _NOT_THE_EVENTS_FAULT:
             raise
-        except _EVENTS_FAULT as caught:
+        except _EVENTS_FAULT as error:
             if raw.height == 0:
                 raise  # no event to blame: the code fails on any batch
-            error = caught
-        # Out of the except block, so that a part's failure is not chained to this one.
+            return _Failure(stage[0], error)
+
+    def systemic(self, raw: pl.DataFrame, failure: _Failure) -> bool:
+        """Whether a sample of the batch's events, each run alone, all fail as it did."""
+        step = raw.height // SYSTEMIC_SAMPLE
+        for index in range(0, step * SYSTEMIC_SAMPLE, step):
+            alone = self._attempt(raw.slice(index, 1))
+            if not isinstance(alone, _Failure) or alone.kind != failure.kind:
+                return False
+        return True
+
+    def run(self, raw: pl.DataFrame, top: bool = False) -> ProcessedRows:
+        failure = self._attempt(raw)
+        if not isinstance(failure, _Failure):
+            return failure
+        if top and raw.height >= 2 * SYSTEMIC_SAMPLE and self.systemic(raw, failure):
+            raise failure.error
         if raw.height > 1:
             return ProcessedRows.concat([self.run(part) for part in split(raw, 2)])
-        kind = (stage[0], type(error).__name__)
+        stage, error = failure
         log.warning("event %s of project %s set aside: %s failed (%s: %s)",
-                    raw["event_id"][0], raw["project_id"][0], stage[0], kind[1],
+                    raw["event_id"][0], raw["project_id"][0], stage, type(error).__name__,
                     str(error)[:MAX_ERROR_CHARS],
-                    exc_info=error if kind not in self.logged else None)
-        self.logged.add(kind)
-        # The rows of no event, typed as any batch's.
-        empty = _run_stages(raw.clear(), self.scrub_configs, self.source_maps, self.cache,
-                            [""])
-        return ProcessedRows(empty.events, empty.transactions, empty.feedback,
-                             _failed(raw, stage[0], error))
+                    exc_info=error if failure.kind not in self.logged else None)
+        self.logged.add(failure.kind)
+        if self._no_rows is None:  # the rows of no event, typed as any batch's: run once
+            self._no_rows = self._stages(raw.clear(), [""])
+        return ProcessedRows(self._no_rows.events, self._no_rows.transactions,
+                             self._no_rows.feedback, _failed(raw, stage, error))
+
+
+class _Failure(NamedTuple):
+    stage: str
+    error: BaseException
+
+    @property
+    def kind(self) -> tuple[str, str]:
+        return self.stage, type(self.error).__name__
 
 
 def _failed(raw: pl.DataFrame, stage: str, error: BaseException) -> pl.DataFrame:
