@@ -127,6 +127,11 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     print(f"reprocessed {result.raw} raw events: {result.events} events, "
           f"{result.transactions} transactions, {result.feedback} feedback, "
           f"{result.new_issues} new issues, {result.regressions} regressions")
+    if result.retried:
+        print(f"{result.retried} events set aside before went through this time")
+    if result.dead_lettered:
+        print(f"{result.dead_lettered} events failed processing again and stay set aside "
+              "(`pulsetrace dead-letters` lists them with their error)")
     if processed_until < end:
         print(f"(events landed after {processed_until.isoformat()} are not processed yet; "
               "the running stack processes them as they come)")

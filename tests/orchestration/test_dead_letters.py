@@ -22,6 +22,7 @@ from sqlalchemy import select
 import orchestration.processing as processing
 import pipelines.batch as batch
 from cli.bootstrap import slugify
+from cli.main import main
 from cli.stack import STACK_FILE
 from core import db
 from core.blobs import LocalBlobStore, blob_store
@@ -32,7 +33,6 @@ from orchestration.processing import (
     dead_letters,
     process_window,
     read_cursor,
-    reprocess_window,
 )
 from pipelines.batch import StorageUnavailable
 from tests.orchestration.test_parallel import land
@@ -93,13 +93,18 @@ def records(stack: IngestStack, project_id: int) -> list[tuple[Any, ...]]:
         " ORDER BY event_id", parameters={"p": project_id}).result_rows
 
 
-def cli(stack: IngestStack, tmp_path: Path, *args: str, check: bool = True) -> str:
-    """`pulsetrace ARGS` on a data dir whose stack file names the test stack's services."""
-    run = tmp_path / STACK_FILE
+def write_stack_file(stack: IngestStack, data_dir: Path) -> None:
+    """A stack file on data_dir, as `pulsetrace up` writes it, naming the test stack's services."""
+    run = data_dir / STACK_FILE
     run.parent.mkdir(parents=True, exist_ok=True)
     run.write_text(json.dumps({"environment": {
         "DATABASE_URL": stack.settings.database_url,
         "CLICKHOUSE_URL": stack.settings.clickhouse_url}}))
+
+
+def cli(stack: IngestStack, tmp_path: Path, *args: str, check: bool = True) -> str:
+    """`pulsetrace ARGS` on a data dir whose stack file names the test stack's services."""
+    write_stack_file(stack, tmp_path)
     done = subprocess.run(
         [str(Path(sys.executable).parent / "pulsetrace"), *args, "--data-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=60, check=check,
@@ -108,7 +113,8 @@ def cli(stack: IngestStack, tmp_path: Path, *args: str, check: bool = True) -> s
 
 
 def test_a_poison_event_is_set_aside_and_retried_after_the_fix(
-    ingest_stack: IngestStack, poisoned: pytest.MonkeyPatch, tmp_path: Path
+    ingest_stack: IngestStack, poisoned: pytest.MonkeyPatch, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     stack = ingest_stack
     engine = db.make_engine(stack.settings.database_url)
@@ -160,9 +166,18 @@ def test_a_poison_event_is_set_aside_and_retried_after_the_fix(
     # others count once still. (Reprocessing stops at the live cursor: this test's is its.)
     poisoned.undo()
     poisoned.setattr(processing, "read_cursor", lambda engine, name="": window.upto)
-    retry = reprocess_window(stack.warehouse, engine, blobs, window.upto,
-                             window.upto + timedelta(microseconds=1))
-    assert (retry.raw, retry.events, retry.retried, retry.dead_lettered) == (5, 5, 1, 0)
+    # `pulsetrace reprocess` (in this process, where the cursor is this test's) says so.
+    write_stack_file(stack, tmp_path)
+    with pytest.MonkeyPatch.context() as environment:  # the command loads the stack's
+        for name in ("DATABASE_URL", "CLICKHOUSE_URL"):
+            environment.setenv(name, os.environ.get(name, ""))
+        assert main(["reprocess", "--from", window.upto.isoformat(), "--to",
+                     (window.upto + timedelta(microseconds=1)).isoformat(),
+                     "--data-dir", str(tmp_path)]) == 0
+    said = capsys.readouterr().out
+    assert "reprocessed 5 raw events: 5 events" in said
+    assert "1 events set aside before went through this time" in said
+    assert "stay set aside" not in said
     assert times_seen(engine, project.project_id) == {
         "cart is empty": 3, f"cart is empty {POISON}": 1, "payment declined": 1}
     assert poison_id in stored_events(stack, project.project_id)
