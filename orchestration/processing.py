@@ -25,8 +25,20 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from clickhouse_connect.driver.client import Client
-from sqlalchemy import Engine, bindparam, case, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    String,
+    any_,
+    bindparam,
+    case,
+    func,
+    literal,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.orm import Session
 
 from core.blobs import BlobNotFound, BlobStore
@@ -59,10 +71,16 @@ log = logging.getLogger("pulsetrace.processing")
 
 CURSOR_NAME = "raw_events"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Text as the pipeline reads it: ingest lands valid UTF-8 only, but a row landed some other
+# way may hold any bytes, and Polars takes them into a string column unchecked (a stage then
+# panics on the event, or its row fails the insert). Invalid bytes read as U+FFFD instead.
+_TEXT_COLUMNS = ("client_ip", "user_agent", "ua_browser", "ua_browser_version", "ua_os",
+                 "ua_os_version", "ua_device", "sdk_name", "sdk_version", "payload")
 RAW_COLUMNS = (
     "organization_id, project_id, replaceAll(toString(event_id), '-', '') AS event_id, "
-    "item_type, received_at, client_ip, user_agent, ua_browser, ua_browser_version, ua_os, "
-    "ua_os_version, ua_device, sdk_name, sdk_version, payload, landing_retry, landed_at"
+    "item_type, received_at, "
+    + ", ".join(f"toValidUTF8({name}) AS {name}" for name in _TEXT_COLUMNS)
+    + ", landing_retry, landed_at"
 )
 
 
@@ -292,9 +310,18 @@ def _release_ids(session: Session, rows: pl.DataFrame) -> dict[tuple[int, str], 
 
 
 def _issue_keys_in(keys: list[tuple[int, str]]) -> Any:
-    """Issues whose (project, fingerprint) is one of `keys`."""
-    return func.row(Issue.project_id, Issue.fingerprint_hash).in_(
-        [func.row(p, f) for p, f in keys])
+    """Issues whose (project, fingerprint) is one of `keys`.
+
+    The keys go as two array parameters: a list of row(...) items takes two parameters each
+    (PostgreSQL takes 65,535 a statement) and its parser recurses on every item (10,000 of
+    them exceeded its stack depth), so a window of that many issues (a backlog of unique
+    messages, a reprocessing) failed storing, again and again."""
+    projects = literal([p for p, _ in keys], ARRAY(BigInteger))
+    fingerprints = literal([f for _, f in keys], ARRAY(String))
+    pairs = func.unnest(projects, fingerprints).table_valued(
+        "project_id", "fingerprint_hash").render_derived("issue_keys")
+    return tuple_(Issue.project_id, Issue.fingerprint_hash).in_(
+        select(pairs.c.project_id, pairs.c.fingerprint_hash))
 
 
 def _existing_issues(session: Session, summary: pl.DataFrame) -> pl.DataFrame:
@@ -375,7 +402,8 @@ def apply_issue_changes(
     for org, version, date in session.execute(
         select(Release.organization_id, Release.version,
                func.coalesce(Release.date_released, Release.created_at))
-        .where(Release.version.in_(versions),
+        # One array parameter, however many versions (see _issue_keys_in).
+        .where(Release.version == any_(literal(sorted(versions), ARRAY(String))),
                Release.organization_id.in_(set(summary["organization_id"])))):
         release_dates.setdefault(org, {})[version] = date
     changes = plan_issue_changes(summary, existing, release_dates)

@@ -91,16 +91,30 @@ def parse_timestamp(value: Any, fallback: datetime) -> datetime:
     return fallback if parsed is None else parsed
 
 
+# The times the stores hold: ClickHouse's DateTime64 runs from 1900 to 2299. Beyond, it keeps
+# the number but reads garbage days and months of it (the partition of year 9999 is 999912),
+# and a time that a UTC offset moves past year 1 or 9999 is no Python datetime, which failed
+# storing the issue (and so the window, again and again). Such a time reads as unreadable.
+FIRST_TIME = datetime(1900, 1, 1, tzinfo=UTC)
+END_TIME = datetime(2300, 1, 1, tzinfo=UTC)
+# The quick paths' bound in seconds since the epoch: a second short of END_TIME, so that no
+# fraction rounds a time past it there; later times take `_time_of`, as in the general path.
+_END_SECONDS = 10_413_791_999
+
+
 def _time_of(value: Any) -> datetime | None:
     try:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return datetime.fromtimestamp(float(value), UTC)
-        if isinstance(value, str) and value:
+            parsed = datetime.fromtimestamp(float(value), UTC)
+        elif isinstance(value, str) and value:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            if not parsed.tzinfo:
+                parsed = parsed.replace(tzinfo=UTC)
+        else:
+            return None
     except (ValueError, OverflowError, OSError):
-        pass
-    return None
+        return None
+    return parsed if FIRST_TIME <= parsed < END_TIME else None
 
 
 def exception_values(event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -242,13 +256,13 @@ def _quick_user(user: _User | None, client_ip: str | None) -> tuple[str, str, st
 
 def _quick_us(value: _Time, fallback: int) -> int:
     """`parse_timestamp` in microseconds since the epoch (as is `fallback`)."""
-    if type(value) is float and 0.0 <= value < 1e11:
+    if type(value) is float and 0.0 <= value < _END_SECONDS:
         # What datetime.fromtimestamp does, without building the datetime (that and its
         # conversion cost a fifth of a row): the fraction of a second rounded half to even to
         # microseconds. A fraction that rounds up to a whole second carries over in the sum.
         seconds = int(value)
         return seconds * 1_000_000 + round((value - seconds) * 1e6)
-    if type(value) is int and 0 <= value < 10**11:
+    if type(value) is int and 0 <= value < _END_SECONDS:
         return value * 1_000_000
     if value is None:
         return fallback
@@ -386,8 +400,9 @@ def _general_row(
 
 
 def _from_seconds(seconds: pl.Series) -> pl.Series:
-    """Microseconds since the epoch of seconds from 0 to 1e11, rounded as datetime.fromtimestamp
-    does (the fraction of a second, half to even): `_quick_us` over a whole column."""
+    """Microseconds since the epoch of seconds from 0 to _END_SECONDS, rounded as
+    datetime.fromtimestamp does (the fraction of a second, half to even): `_quick_us` over a
+    whole column."""
     whole = seconds.floor()
     fraction = ((seconds - whole) * 1e6).round(0, mode="half_to_even")
     return whole.cast(pl.Int64) * 1_000_000 + fraction.cast(pl.Int64)
@@ -618,7 +633,7 @@ def _quick_event_row(event: _Event, row: tuple[Any, ...]) -> tuple[Any, ...]:
     timestamp = event.timestamp
     return (
         # Seconds as most SDKs send them are converted in bulk (`_from_seconds`).
-        timestamp if type(timestamp) is float and 0.0 <= timestamp < 1e11
+        timestamp if type(timestamp) is float and 0.0 <= timestamp < _END_SECONDS
         else _quick_us(timestamp, row[1]) // 1000,
         level,
         event.platform or "other",
