@@ -547,7 +547,11 @@ def _store_chunk(session: Session, client: Client, processed: ProcessedRows,
 
 
 # Held by a reprocessing window's transaction, so that two reprocessings of one range (run
-# at once) do not both move the same event's count: the second reads the first's rows.
+# at once) do not both move the same event's count: the second reads the first's rows. Live
+# windows hold it shared: storing beside a reprocessing window, the two deadlocked on the
+# issues both update, and a reprocessing window aborted after some of its rows reached
+# ClickHouse read as "moved already" when run again. The live runner waits a reprocessing
+# window's few seconds instead.
 REPROCESSING_LOCK = 0x70756C7365  # "pulse"
 
 
@@ -570,6 +574,9 @@ def process_window(
         if cursor_name is None:
             session.execute(select(func.pg_advisory_xact_lock(REPROCESSING_LOCK)))
         else:
+            # Shared: live windows do not wait for one another here, but a reprocessing window
+            # waits for those in flight and they for it (see REPROCESSING_LOCK).
+            session.execute(select(func.pg_advisory_xact_lock_shared(REPROCESSING_LOCK)))
             done_upto = _claim_cursor(session, cursor_name)
             if done_upto >= window.upto:
                 return result  # already processed: running it again changes nothing
