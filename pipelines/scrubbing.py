@@ -6,8 +6,9 @@ stays under its key, lists keep their length, the JSON stays valid):
 * the values of sensitive keys (`password`, `X-Api-Key`, `csrfmiddlewaretoken`, `Cookie`, ...)
   anywhere in the event: dict items, `[name, value]` pairs (how SDKs send headers, query
   strings, cookies, tags) and `key=value` / `key: value` inside text (form bodies, query
-  strings, log messages, reprs of frame variables), URL-encoded too (a redirect target's
-  query: `next=%2Flogin%3Fpassword%3D[Filtered]`);
+  strings, log messages, reprs of frame variables), URL-encoded too, however many times (a
+  redirect target's query: `next=%2Flogin%3Fpassword%3D[Filtered]`; URL-encoded JSON: a
+  quoted value goes to its closing quote; a cookie header: all its cookies);
 * in every string: emails, credit-card numbers (Luhn), IBANs (mod 97), US SSNs,
   `Bearer`/`Basic`/`Token` credentials, passwords in URLs, PEM private keys, and a project's
   extra patterns;
@@ -224,19 +225,73 @@ _STATUS_WORD_RE = re.compile(rf"(?:{_STATUS_WORDS})", re.IGNORECASE)
 _SLOT_KEY_RE = re.compile(r"([\w\-.]+)[\"']?\s*(?:=>|[=:])\s*[\"']?$")
 # `key=value` URL-encoded inside text: a redirect target in a query string
 # (`next=%2Flogin%3Fpassword%3Dhunter2`), a form body sent as a value, URL-encoded JSON
-# (`%22token%22%3A%22x%22`); `%25` before an escape when encoded twice (`%253D`). The key
-# starts after a whole escape, a `%` that starts none, or a character no key has, never
-# inside an escape (the `F` of `%3F` is none of `password`); the value ends where a plain
-# one does, at whitespace, `&`, a quote, or `,`/`;` before a space, written plain or encoded
-# (`+` and `%20` are spaces).
-_PCT = r"%(?:25)?"
-_ENCODED_END = rf"{_PCT}(?:2[0267]|0[9aAdD])|\+"
+# (`%22token%22%3A%22x%22`, or `%22token%22:%22x%22` as `encodeURI` leaves it), text encoded
+# again any number of times (`%253D`, `%25253D`: `%25` before an escape's digits). This regex
+# finds a key and its separator; the value is read by `_Scrubber._encoded_key_values`. A key
+# starts after a whole escape (taken in the match, so that a deeper one is read whole), a `%`
+# that starts none, or a character no key has, never inside an escape (the `F` of `%3F` is
+# none of `password`, nor the `3F` of `%253F`). The separator is an encoded `=`/`:` (group 3:
+# its `%` and `25`s, which tell how deep the pair is encoded), or a plain one after an encoded
+# quote (group 4) or before one; spaces around it are `%20`, `+` or plain; a quote opening the
+# value, encoded or not (`password%3D"hunter 2"`), is group 5 (all of them are in group 2).
+_PCT = r"%(?:25)*"
+_ENCODED_QUOTE = rf"{_PCT}2[27]"
+_ENCODED_SPACES = rf"(?:{_PCT}20|[+ \t])*"
 _ENCODED_KEY_VALUE_RE = re.compile(
-    r"(?:(?<=%[0-9A-Fa-f]{2})|(?<=%25[0-9A-Fa-f]{2})|(?<=%)(?![0-9A-Fa-f]{2})"
-    r"|(?<![\w\-.%]))([\w\-.]+)"
-    rf"((?:{_PCT}2[27])?{_PCT}3[aAdD](?:{_PCT}20|\+)*(?:{_PCT}2[27])?)"
-    rf"((?:(?:{_SCHEMES})(?:{_PCT}20|\+)+)?(?:(?!{_ENCODED_END})[^\s&\"',;]|[,;](?=\S))+)"
+    rf"(?:{_PCT}(?!25[0-9A-Fa-f]{{2}})[0-9A-Fa-f]{{2}}|(?<=%)(?![0-9A-Fa-f]{{2}})"
+    r"|(?<![\w\-.%]))([\w\-.]++)"  # possessive: no separator starts with a key character
+    rf"((?:(?:{_ENCODED_QUOTE})?{_ENCODED_SPACES}({_PCT})3[aAdD]{_ENCODED_SPACES}"
+    rf"|({_ENCODED_QUOTE}){_ENCODED_SPACES}[=:]{_ENCODED_SPACES}"
+    rf"|{_ENCODED_SPACES}[=:]{_ENCODED_SPACES}(?={_ENCODED_QUOTE}))"
+    rf"({_ENCODED_QUOTE}|[\"'])?)"
 )
+# Whether a text may hold such a pair: an encoded `=`, `:` or quote.
+_ENCODED_HINT_RE = re.compile(rf"{_PCT}(?:3[aAdD]|2[27])")
+_ENCODED_QUOTE_RE = re.compile(_ENCODED_QUOTE)
+
+
+@lru_cache(maxsize=32)
+def _encoded_value_re(level: int) -> re.Pattern[str]:
+    """An unquoted value of a pair encoded `level` times. It ends where a plain one does, at
+    whitespace, `&`, a quote, or `,`/`;` before a space, written plain or encoded at most
+    `level` times (`+` is a space): what is encoded more belongs to the value (the `&` of a
+    password `ab&cd` in a redirect target: `password%3Dab%2526cd`)."""
+    end = rf"%(?:25){{0,{level - 1}}}(?:2[0267]|0[9aAdD])|\+"
+    return re.compile(
+        rf"(?:(?:{_SCHEMES})(?:{_PCT}20|\+)+)?(?:(?!{end})[^\s&\"',;]|[,;](?=\S))+")
+
+
+@lru_cache(maxsize=32)
+def _encoded_cookie_end_re(level: int) -> re.Pattern[str]:
+    """Where an encoded cookie header (`Cookie%3A%20a%3Db%3B%20sid%3Dx`) ends: at a line end
+    encoded as deep as it, or where the text it is a value of goes on (encoded less deep)."""
+    shallower = (rf"|%(?:25){{0,{level - 2}}}(?:2[0267]|0[9aAdD])|\+" if level > 1 else "")
+    return re.compile(rf"[\s&\"']|%(?:25){{{level - 1}}}0[aAdD]{shallower}")
+
+
+def _closing_quote(text: str, start: int, quote: str) -> int:
+    """Where the encoded `quote` closing a value that starts at `start` is (one escaped by
+    an encoded backslash of the same depth, or a backslash if it is a plain quote, does not
+    close it); the text's length if none."""
+    backslash = quote[:-2] + "5c" if len(quote) > 1 else "\\"
+    pos = start
+    while (close := text.find(quote, pos)) >= 0:
+        escaped = False
+        before = close
+        while before - len(backslash) >= start and (
+                text[before - len(backslash):before].lower() == backslash):
+            escaped = not escaped
+            before -= len(backslash)
+        if not escaped:
+            return close
+        pos = close + len(quote)
+    return len(text)
+
+
+def _encoding_depth(escape_start: str) -> int:
+    """How many times an escape starting `%`, `%25`, `%2525`... was encoded."""
+    return (len(escape_start) - 1) // 2 + 1
+
 
 # Registered IBAN lengths by country (ISO 13616); a candidate of another length is not one.
 _IBAN_LENGTHS = {
@@ -479,11 +534,14 @@ _JSON_AUTO_IP = r"(\"ip_address\"\s*:\s*)\"\{\{\s*auto\s*\}\}\""
 # Triggers: where a Python rule could match a decoded string, these match the JSON text.
 # `key=value` in text, and containers under sensitive keys (the regexes cannot filter those).
 _JSON_SPACE = rf"(?:\s|\\[nrtf]|{_U_SPACE})"
-# A stem, the rest of a key, then `=`/`:` plain or URL-encoded (_ENCODED_KEY_VALUE_RE).
-_ENCODED_SEPARATOR = r"%(?:25)?3[aAdD]"
+# A stem, the rest of a key, then `=`/`:` plain or URL-encoded, or plain after an encoded
+# quote (_ENCODED_KEY_VALUE_RE).
+_ENCODED_SEPARATOR = r"%(?:25)*3[aAdD]"
 _TRIGGER_KEY_VALUE = (
     rf"(?i)(?:{_CONTAINED}|{_WORD_END}|{_WORD})(?:[\w.\-]|{_U})*"
-    rf"(?:(?:\\\"|')?{_JSON_SPACE}*[=:]|(?:%(?:25)?2[27])?{_ENCODED_SEPARATOR})"
+    rf"(?:(?:\\\"|')?{_JSON_SPACE}*[=:]"
+    r"|(?:%(?:25)*2[27])?(?:%(?:25)*20|[+ ])*(?:%(?:25)*3[aAdD])"
+    r"|%(?:25)*2[27](?:%(?:25)*20|[+ ])*[=:])"
 )
 _TRIGGER_CONTAINER = (
     rf"(?i){_JSON_KEY}\s*:\s*[\[{{]|\[\s*{_JSON_PAIR_NAME}\s*,\s*[\[{{]"
@@ -932,6 +990,11 @@ class _Scrubber:
             parts.append(text[pos:match.start(3)])
             parts.append(f"{value[0]}{MARKER}{value[0]}" if quoted else MARKER)
             pos = match.end()
+            if value[0] == "%" and (quote := _ENCODED_QUOTE_RE.match(value)) is not None:
+                # `password=%22hunter 2%22`: an encoded quote the value did not close goes
+                # on to its closing one (to the end of the text if none).
+                close = _closing_quote(text, match.start(3) + quote.end(), quote.group())
+                pos = max(pos, min(close + quote.end(), len(text)))
             if "cookie" in key.lower():
                 # `Cookie: theme=dark; sid=x`: every pair of the header is a cookie.
                 line_end = text.find("\n", pos)
@@ -944,21 +1007,44 @@ class _Scrubber:
     def _encoded_key_values(self, text: str) -> str:
         """`text` with the value of every URL-encoded pair whose key is sensitive filtered
         (`password%3D[Filtered]`: the marker as it reads, like an encoded email's), the
-        search going on after the separator of a key that is not, as in _key_values."""
-        if "%3" not in text and "%253" not in text:
-            return text  # no encoded `=` or `:`; `%` alone is common (`%s`, `%2F`)
+        search going on after the separator of a key that is not, as in _key_values. A
+        quoted value runs to its closing quote (to the end of the text if none), whatever it
+        holds; a cookie header's value to the header's end, all its cookies."""
+        if _ENCODED_HINT_RE.search(text) is None:
+            return text  # no encoded `=`, `:` or quote; `%` alone is common (`%s`, `%2F`)
         parts: list[str] = []
-        pos = 0
-        while (match := _ENCODED_KEY_VALUE_RE.search(text, pos)) is not None:
-            key, separator, value = match.groups()
-            inner = unquote(unquote(value) if "%25" in separator else value)
-            if (not is_sensitive_key(key) or key.lower() in self.safe
-                    or _PLACEHOLDER_RE.fullmatch(inner) or _STATUS_WORD_RE.fullmatch(inner)):
-                parts.append(text[pos:match.end(2)])
-                pos = match.end(2)
+        pos = 0  # text[pos:] is not in parts yet
+        search = 0
+        while (match := _ENCODED_KEY_VALUE_RE.search(text, search)) is not None:
+            key, separator, escape, key_quote, quote = match.groups()
+            start = match.end(2)
+            # Go on at the separator's last escape (which may start the next key) unless
+            # this pair's value is filtered.
+            search = (start if separator[-1] in "=:+ \t\"'"
+                      else match.start(2) + separator.rfind("%"))
+            if not is_sensitive_key(key) or key.lower() in self.safe:
                 continue
-            parts += (text[pos:match.start(3)], MARKER)
-            pos = match.end()
+            depth = _encoding_depth(escape if escape is not None
+                                    else (key_quote or quote)[:-2])
+            if quote is not None:
+                if len(quote) > 1:
+                    depth = _encoding_depth(quote[:-2])  # what the quoted value is encoded as
+                end = _closing_quote(text, start, quote)
+            else:
+                value_match = _encoded_value_re(depth).match(text, start)
+                end = start if value_match is None else value_match.end()
+            value = text[start:end]
+            inner = value
+            for _ in range(depth):
+                inner = unquote(inner)
+            if not value or _PLACEHOLDER_RE.fullmatch(inner) or _STATUS_WORD_RE.fullmatch(inner):
+                continue
+            if quote is None and "cookie" in key.lower():
+                # `Cookie%3A%20theme%3Ddark%3B%20sid%3Dx`: every pair of the header is a cookie.
+                header_end = _encoded_cookie_end_re(depth).search(text, end)
+                end = len(text) if header_end is None else header_end.start()
+            parts += (text[pos:start], MARKER)
+            pos = search = end
         if not parts:
             return text
         parts.append(text[pos:])

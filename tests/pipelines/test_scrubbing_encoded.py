@@ -19,7 +19,8 @@ Event = dict[str, Any]
 
 # --- URL-encoded pairs ----------------------------------------------------------------------
 
-# Where encoded text turns up: query strings, form bodies, URLs, breadcrumbs, messages.
+# Where encoded text turns up: query strings, form bodies, URLs, breadcrumbs, messages,
+# extra, contexts.
 PLACES: dict[str, Callable[[str], Event]] = {
     "request.query_string": lambda t: {"request": {"query_string": f"page=2&{t}"}},
     "request.query-pairs": lambda t: {"request": {"query_string": [["page", "2"],
@@ -33,6 +34,7 @@ PLACES: dict[str, Callable[[str], Event]] = {
         {"type": "ValueError", "value": f"bad redirect {t} for jane"}]}},
     "message": lambda t: {"message": f"redirecting: {t}"},
     "extra": lambda t: {"extra": {"redirect": t}},
+    "contexts": lambda t: {"contexts": {"app": {"referrer": t}}},
 }
 # (the pair as sent, as it must come out): the secret goes, the rest stays readable.
 FORMS: dict[str, tuple[str, str]] = {
