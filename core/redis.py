@@ -22,3 +22,11 @@ def redis_client(url: str | None = None, socket_timeout: float | None = None) ->
         options = {} if socket_timeout is None else {"socket_timeout": socket_timeout}
         client = _clients[key] = redis.Redis.from_url(url, socket_connect_timeout=2, **options)
     return client
+
+
+def broker_url(url: str) -> str:
+    """The Redis URL as Celery's broker (kombu) spells it: a Unix socket is
+    `redis+socket://:password@/path` there, `unix://:password@/path?db=0` in redis-py."""
+    if not url.startswith("unix://"):
+        return url
+    return "redis+socket://" + url.removeprefix("unix://").split("?", 1)[0]

@@ -160,11 +160,22 @@ class Settings:
         password = quote(self.local_secret("postgres_password"), safe="")
         return f"postgresql+psycopg://pulsetrace:{password}@127.0.0.1:{self.postgres_port}/pulsetrace"
 
+    @property
+    def redis_socket(self) -> Path | None:
+        """The embedded Redis's Unix socket, None where its path is too long for one (a
+        socket path holds at most 107 bytes): then clients use TCP only."""
+        path = self.data_dir.absolute() / "redis" / "redis.sock"
+        return path if len(os.fsencode(path)) <= 100 else None
+
     @cached_property
     def redis_url(self) -> str:
         if self.external_redis_url:
             return self.external_redis_url
         password = quote(self.local_secret("redis_password"), safe="")
+        # The socket, where there is one: a round trip costs Redis ~15% less CPU than over
+        # TCP on 127.0.0.1, and the ingest makes one for every few requests.
+        if self.redis_socket is not None:
+            return f"unix://:{password}@{quote(str(self.redis_socket))}?db=0"
         return f"redis://:{password}@127.0.0.1:{self.redis_port}/0"
 
     @property

@@ -84,7 +84,8 @@ def redact(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    netloc = (f"{parts.username or ''}:***@{parts.hostname or ''}"  # no host: a Unix socket
+              + (f":{parts.port}" if parts.port else ""))
     return urlunsplit(parts._replace(netloc=netloc))
 
 

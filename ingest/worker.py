@@ -16,13 +16,13 @@ from celery.signals import worker_process_init
 from celery.utils.log import get_task_logger
 
 from core import heartbeat
-from core.redis import redis_client
+from core.redis import broker_url, redis_client
 from core.settings import get_settings
 from core.warehouse import warehouse_client
 from ingest import landing, metrics
 
 settings = get_settings()
-celery_app = Celery("pulsetrace", broker=settings.redis_url)
+celery_app = Celery("pulsetrace", broker=broker_url(settings.redis_url))
 celery_app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,

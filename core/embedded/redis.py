@@ -28,6 +28,8 @@ def service(settings: Settings) -> ServiceSpec:
         str(find_binary()),
         "--port", str(settings.redis_port),
         "--bind", "127.0.0.1",
+        *(("--unixsocket", str(settings.redis_socket), "--unixsocketperm", "700")
+          if settings.redis_socket is not None else ()),
         "--dir", str(data),
         "--requirepass", settings.local_secret("redis_password"),
         # The queue holds accepted events until they land: keep it on disk.

@@ -6,11 +6,13 @@ import multiprocessing
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+from kombu import Connection
 
-from core.redis import redis_client
+from core.redis import broker_url, redis_client
 from core.settings import Settings
 from core.warehouse import available_migrations, migrate, redact, warehouse_client
 
@@ -44,6 +46,33 @@ def test_external_urls_switch_embedded_services_off(
     assert settings.database_url == "postgresql+psycopg://u:p@db:5432/pt"
     assert settings.child_environment()["CLICKHOUSE_URL"] == "https://u:p@ch:8443/pt"
     assert redact("https://u:p@ch:8443/pt") == "https://u:***@ch:8443/pt"
+
+
+def test_embedded_redis_is_reached_over_its_socket(redis_url: str) -> None:
+    assert redis_url.startswith("unix://")
+    assert redis_client(redis_url).ping()
+    # As the landing worker's Celery reaches it.
+    with Connection(broker_url(redis_url)) as connection:
+        queue = connection.SimpleQueue(f"test-socket-{uuid.uuid4().hex}")
+        queue.put({"n": 1})
+        message = queue.get(timeout=10)
+        message.ack()
+        queue.close()
+    assert message.payload == {"n": 1}
+    password = redis_client(redis_url).connection_pool.connection_kwargs["password"]
+    assert password not in redact(redis_url) and redact(redis_url).startswith("unix://:***@/")
+
+
+def test_a_data_dir_too_deep_for_a_socket_reaches_redis_over_tcp(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("REDIS_PORT", "63799")
+    deep = Settings.from_env(tmp_path / ("d" * 110))
+    assert deep.redis_socket is None
+    assert deep.redis_url.startswith("redis://:") and deep.redis_url.endswith("@127.0.0.1:63799/0")
+    assert broker_url(deep.redis_url) == deep.redis_url
+    assert Settings.from_env(tmp_path).redis_url.startswith("unix://")
 
 
 def test_a_bad_port_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
