@@ -375,6 +375,10 @@ def _merged_into_stored(
     }
 
 
+# New issues inserted by one statement: 13 parameters each, PostgreSQL takes 65,535.
+NEW_ISSUES_PER_STATEMENT = 2_000
+
+
 def apply_issue_changes(
     session: Session, rows: pl.DataFrame, previous: pl.DataFrame | None = None
 ) -> tuple[pl.DataFrame, int, int]:
@@ -408,18 +412,22 @@ def apply_issue_changes(
         release_dates.setdefault(org, {})[version] = date
     changes = plan_issue_changes(summary, existing, release_dates)
 
-    for issue in changes.new.iter_rows(named=True):
-        release_id = releases.get((issue["organization_id"], issue["first_release"]))
-        statement = insert(Issue).values(
-            organization_id=issue["organization_id"], project_id=issue["project_id"],
-            fingerprint_hash=issue["fingerprint_hash"], title=issue["title"] or "<untitled>",
-            culprit=issue["culprit"], level=issue["level"][:16], first_seen=issue["first_seen"],
-            last_seen=issue["last_seen"], times_seen=issue["times_seen"],
-            first_release_id=release_id,
-            first_release_seen=issue["first_release_seen"] if release_id else None,
-            status=IssueStatus.unresolved, substatus=IssueSubstatus.new,
-        )
-        # Another runner may have made it meanwhile: then this batch's events add to it.
+    new_issues = [{
+        "organization_id": issue["organization_id"], "project_id": issue["project_id"],
+        "fingerprint_hash": issue["fingerprint_hash"], "title": issue["title"] or "<untitled>",
+        "culprit": issue["culprit"], "level": issue["level"][:16],
+        "first_seen": issue["first_seen"], "last_seen": issue["last_seen"],
+        "times_seen": issue["times_seen"],
+        "first_release_id": (release_id := releases.get(
+            (issue["organization_id"], issue["first_release"]))),
+        "first_release_seen": issue["first_release_seen"] if release_id else None,
+        "status": IssueStatus.unresolved, "substatus": IssueSubstatus.new,
+    } for issue in changes.new.iter_rows(named=True)]
+    # Many rows a statement: one statement per new issue took minutes for a window of tens of
+    # thousands (a backlog of unique messages, a reprocessing after a grouping change).
+    for start in range(0, len(new_issues), NEW_ISSUES_PER_STATEMENT):
+        statement = insert(Issue).values(new_issues[start:start + NEW_ISSUES_PER_STATEMENT])
+        # Another runner may have made one meanwhile: then this batch's events add to it.
         new = statement.excluded
         session.execute(statement.on_conflict_do_update(
             index_elements=[Issue.project_id, Issue.fingerprint_hash],

@@ -10,14 +10,14 @@ import random
 import string
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
 import pytest
 from clickhouse_connect.driver.client import Client
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from cli.bootstrap import BootstrapResult
 from core import db
@@ -187,6 +187,25 @@ def test_the_issues_of_a_window_of_33_000_are_looked_up_in_one_statement(
     with db.system_session(stores.engine) as session:
         found = _existing_issues(session, summary)
     assert set(found["fingerprint_hash"]) == known
+
+
+def test_a_window_of_thousands_of_new_issues_stores_each_counted(stores: Stores) -> None:
+    # Inserted many to a statement (NEW_ISSUES_PER_STATEMENT), some of them already made by
+    # another runner meanwhile: those add the window's events to their count.
+    stores = replace(stores, project=new_project(stores.settings))  # its issues alone
+    messages = [error() for _ in range(4_500)]
+    first = [raw_row(stores, message) for message in messages[:3]]
+    run_window(stores, first)
+    rows = [raw_row(stores, message) for message in messages]
+    result = run_window(stores, rows)
+    assert result.events == 4_500 and result.new_issues == 4_497
+    with db.system_session(stores.engine) as session:
+        counts = dict(session.execute(select(Issue.title, Issue.times_seen).where(
+            Issue.project_id == stores.project.project_id)).all())
+    assert len(counts) == 4_500
+    titles = [json.loads(message)["message"] for message in messages]
+    assert [counts[title] for title in titles] == [2] * 3 + [1] * 4_497
+    assert issue_of(stores, rows[0]["event_id"]).id == issue_of(stores, first[0]["event_id"]).id
 
 
 MB = "payment failed " * 70_000  # about 1 MB
