@@ -7,7 +7,6 @@ the table's, so orchestration inserts it as it is.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -21,8 +20,6 @@ import polars as pl
 import pyarrow as pa
 
 from core.levels import SENTRY_LEVEL
-
-log = logging.getLogger(__name__)
 
 UTC_MS = pl.Datetime("ms", "UTC")
 UTC_US = pl.Datetime("us", "UTC")
@@ -331,15 +328,15 @@ def _build(
         try:
             event = orjson.loads(fields["payload"])
         except orjson.JSONDecodeError:
-            continue  # ingest validated it; a broken row is skipped, not fatal
+            # Not JSON, or nested deeper than orjson reads: nothing to build a row from.
+            # (What Python's json reads, NaN or a lone surrogate, scrubbing wrote back
+            # readable.)
+            continue
         if isinstance(event, dict):
-            try:
-                built = make(fields, event)
-            except Exception:
-                # A shape ingest validation would have refused (a row landed some other way):
-                # that row is skipped, the batch of everyone's events goes on.
-                log.exception("no processed row for an event of an unforeseen shape")
-                continue
+            # A shape ingest validation would have refused (a row landed some other way) and
+            # `make` fails on raises: the batch isolation sets that event aside, where it is
+            # listed and can be reprocessed, rather than it vanishing (see batch.py).
+            built = make(fields, event)
             if built is not None:
                 kept.append(index)
                 built_rows.append(to_row(in_computed_order(built)))

@@ -50,6 +50,10 @@ Choices worth knowing:
   `"{{auto}}"` in `user.ip_address` is resolved to the sender's IP first.
 * Payloads that are not JSON objects are left as they are; text that starts like an object
   but does not parse still gets the JSON-text rules.
+* An event orjson refuses but Python's json reads (NaN, ±Infinity, 1e400, lone surrogates:
+  raw rows of an older ingest, a direct insert) gets every rule in Python and is written
+  back as the later stages read JSON: those numbers as null, a lone surrogate as U+FFFD.
+  Such events are found in the pass that looks for card numbers, at no cost to the others.
 * A key repeated in one object keeps its last value, as parsers read it: the walk sees only
   that one, so an event (or JSON held in a string) that repeats a key is written again even
   when the walk changed nothing, and no earlier value stays in its text.
@@ -61,6 +65,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -561,9 +566,29 @@ _TRIGGER_URL_PASSWORD = (
     rf"(?://|\\/\\/)(?:[^\s:/?#@\[\]\"\\]|\\[\"\\]|{_U})*:(?:[^\s/?#@\"\\]|\\[\"\\]|{_U})+@"
 )
 _TRIGGER_AUTH = rf"(?:{_SCHEMES}){_JSON_SPACE}"
+# What orjson refuses and Python's json reads (an event holding it is read and written back
+# by the walk, see `_lenient_loads`): a surrogate escape, unless a high one followed by a
+# low one, and a NaN or ±Infinity token (or what looks like one in a string, as in
+# "got: NaN, expected 1": that event is walked for nothing). The surrogates come first, so
+# that a pair is matched whole and an escape is never the character before a number
+# candidate.
+_SURROGATE_PAIR = r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+_UNREADABLE = (
+    rf"{_SURROGATE_PAIR}|\\u[dD][89a-fA-F][0-9a-fA-F]{{2}}"
+    r"|[:,\[]\s*-?(?:NaN|Infinity"
+    # or a number beyond a double (Python's json reads it as Infinity), whole: a hex id in a
+    # string ("8e41670551699457") is none
+    r"|[0-9]+(?:\.[0-9]*)?[eE]\+?0*(?:30[89]|3[1-9][0-9]|[4-9][0-9]{2}|[1-9][0-9]{3,}))"
+    r"\s*[,\]}]"
+)
+_UNREADABLE_RE = re.compile(_UNREADABLE)
+_SURROGATE_PAIR_RE = re.compile(_SURROGATE_PAIR)
 # Candidate card numbers, SSNs and IBANs, with the character before them: checked in Python
-# (Luhn, mod 97) so that long order ids do not send their events through the walk.
+# (Luhn, mod 97) so that long order ids do not send their events through the walk. The same
+# pass finds what orjson refuses, at no cost: this regex has no literal to search for, so
+# it reads every character anyway.
 _JSON_NUMBER_CANDIDATES = (
+    rf"{_UNREADABLE}|"
     rf"(?:{_U}|\\.|[^0-9A-Za-z])?"
     r"(?:[0-9](?:[ \-]?[0-9]){12,}|[0-9]{3}-[0-9]{2}-[0-9]{4}"
     r"|[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)"
@@ -1140,13 +1165,16 @@ def _scrub_json(payload: str, scrubber: _Scrubber, client_ip: str,
                 needles: _Needles = (None, None)) -> str:
     parse: Callable[[str], Any] = orjson.loads
     dump: Callable[[Any], str] = _orjson_dump
+    rewrite = False
     try:
         event = orjson.loads(payload)
     except orjson.JSONDecodeError:
         # What orjson refuses but SDKs send: NaN (Python's json default), lone surrogates.
-        parse, dump = json.loads, _json_dump
+        # Every later stage reads events with orjson, so such an event is written back as
+        # they read it, changed by the rules or not (else it is never stored).
+        parse, dump, rewrite = _lenient_loads, _json_dump, True
         try:
-            event = json.loads(payload)
+            event = parse(payload)
         except (ValueError, RecursionError):
             # Beyond any parser's depth: nothing downstream can read it either (its row is
             # skipped), so it is never stored processed.
@@ -1165,11 +1193,11 @@ def _scrub_json(payload: str, scrubber: _Scrubber, client_ip: str,
         # Deeper than the writer goes: a safe field's value, the one part neither walked nor
         # cut. Changed, the event is cut as the walk cuts any part that deep (this failed
         # the batch); unchanged, it stays as it came.
-        return dump(_truncate(event)) if changed else payload
+        return dump(_truncate(event)) if changed or rewrite else payload
     # Unchanged, the event keeps its text as it came (its layout), unless an object in it
     # repeats a key: the parsed event, all the walk saw, holds the last value only, and an
     # earlier one left in the text could be a secret.
-    return dumped if changed or _repeats_keys(payload, dumped) else payload
+    return dumped if changed or rewrite or _repeats_keys(payload, dumped) else payload
 
 
 def _repeats_keys(text: str, dumped: str) -> bool:
@@ -1190,8 +1218,54 @@ def _orjson_dump(event: Any) -> str:
 
 
 def _json_dump(event: Any) -> str:
-    # ASCII escapes keep lone surrogates representable in a UTF-8 column.
-    return json.dumps(event, separators=(",", ":"))
+    # `_lenient_loads` left nothing orjson refuses: should anything be, this raises (and the
+    # event is set aside) rather than writing an event no later stage reads.
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def _readable(value: Any) -> Any:
+    """A scalar as orjson reads and writes JSON: NaN, ±Infinity and integers beyond a double
+    become None, a string's lone surrogates (Python's json joins pairs) U+FFFD."""
+    if type(value) is str:
+        return _SURROGATE_RE.sub("\ufffd", value) if _SURROGATE_RE.search(value) else value
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if type(value) is int and value.bit_length() > 1000:
+        try:
+            float(value)
+        except OverflowError:
+            return None
+    return value
+
+
+def _lenient_loads(payload: str) -> Any:
+    """The payload as Python's json reads it (NaN, Infinity, lone surrogates: what orjson
+    refuses), each such value made `_readable`, keys too. In place and without recursion:
+    json reads deeper than the interpreter recurses (the walk cuts such parts later)."""
+    parsed = _readable(json.loads(payload))
+    pending = [parsed] if type(parsed) is dict or type(parsed) is list else []
+    while pending:
+        container = pending.pop()
+        if type(container) is dict:
+            if any(_SURROGATE_RE.search(key) for key in container):
+                items = [(_readable(key), item) for key, item in container.items()]
+                container.clear()
+                container.update(items)  # a key now repeated keeps its last value, as parsed
+            for key, item in container.items():
+                if type(item) is dict or type(item) is list:
+                    pending.append(item)
+                else:
+                    container[key] = _readable(item)
+        else:
+            for index, item in enumerate(container):
+                if type(item) is dict or type(item) is list:
+                    pending.append(item)
+                else:
+                    container[index] = _readable(item)
+    return parsed
 
 
 # --- Public functions -------------------------------------------------------------------------
@@ -1424,10 +1498,11 @@ def _number_bits(rows: pl.Series,
         return masks, needles
     candidates = payload.gather(indices).str.extract_all(_JSON_NUMBER_CANDIDATES)
     # Decimal fractions (".0955050338666239", timestamps' digits: most candidates) hold no
-    # card number, SSN or IBAN: the rules start none after a `.` or a digit. Only events with
-    # another candidate are checked, on those candidates (needles are all of them).
+    # card number, SSN or IBAN: the rules start none after a `.` or a digit; nor does a
+    # surrogate pair (an emoji, as Python's json writes it). Only events with another
+    # candidate are checked, on those candidates (needles are all of them).
     with_candidates = candidates.list.eval(
-        pl.element().str.contains(_DECIMAL_FRACTION).not_()).list.any().fill_null(False)
+        pl.element().str.contains(_NO_CANDIDATE).not_()).list.any().fill_null(False)
     selected = indices.filter(with_candidates)
     bits = []
     for row, found in zip(selected.to_list(), candidates.filter(with_candidates).to_list(),
@@ -1435,6 +1510,12 @@ def _number_bits(rows: pl.Series,
         mask = 0
         for candidate in found:
             if candidate[0] == "." and candidate[1:].isdigit():
+                continue
+            if _UNREADABLE_RE.fullmatch(candidate) or _digit_count(candidate) > 308:
+                # What orjson refuses (or a number as long as one beyond a double): every rule
+                # in Python, whose parser reads it and writes it back readable.
+                if not _SURROGATE_PAIR_RE.fullmatch(candidate):
+                    mask |= _EVERYTHING
                 continue
             plain = _ESCAPE_RE.sub(" ", candidate)  # the escape before it stands for a space
             if _numbers(plain) != plain:
@@ -1451,7 +1532,7 @@ def _number_bits(rows: pl.Series,
 
 
 _ESCAPE_RE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|.)")
-_DECIMAL_FRACTION = r"^\.[0-9]+$"
+_NO_CANDIDATE = rf"^(?:\.[0-9]+|{_SURROGATE_PAIR})$"
 
 
 def _fill_auto_ips(payload: pl.Series, rows: pl.Series, project: pl.Series,
