@@ -18,6 +18,12 @@ import pytest
 from pipelines.scrubbing import MARKER, ScrubConfig, scrub_event_json, scrub_payloads, scrub_text
 from tests.pipelines.test_scrubbing import raw_events, scrub_one
 from tests.pipelines.test_scrubbing_encoded import PLACES as FIRST_PLACES
+from tests.pipelines.test_scrubbing_encoded import (
+    Placed,
+    assert_scrubbed,
+    placed_cases,
+    scrub_placed,
+)
 
 Event = dict[str, Any]
 F = MARKER
@@ -104,29 +110,14 @@ FORMS: dict[str, tuple[str, str]] = {
 SECRETS = ("hunter", "zebra", "abc123", "xyz789", "ya29", "dark")
 
 
-def _cases() -> list[Any]:
-    return [pytest.param(place, form, id=f"{form}-in-{place}")
-            for place in PLACES for form in FORMS]
-
-
 @pytest.fixture(scope="module")
-def scrubbed() -> dict[tuple[str, str], tuple[str, str]]:
-    """Every case in one batch (as the pipeline scrubs them), and by the reference path."""
-    keys = [(place, form) for place in PLACES for form in FORMS]
-    payloads = [orjson.dumps(PLACES[place](FORMS[form][0])).decode() for place, form in keys]
-    out = scrub_payloads(raw_events(payloads), {})["payload"].to_list()
-    return {key: (fast, scrub_event_json(payload, client_ip="203.0.113.7"))
-            for key, payload, fast in zip(keys, payloads, out, strict=True)}
+def scrubbed() -> Placed:
+    return scrub_placed(PLACES, FORMS)
 
 
-@pytest.mark.parametrize(("place", "form"), _cases())
-def test_encoded_values_lose_all_of_their_value(
-        place: str, form: str, scrubbed: dict[tuple[str, str], tuple[str, str]]) -> None:
-    sent, expected = FORMS[form]
-    fast, reference = scrubbed[(place, form)]
-    for out in (fast, reference):
-        assert not [secret for secret in SECRETS if secret in out], out
-        assert orjson.loads(out) == PLACES[place](expected)
+@pytest.mark.parametrize(("place", "form"), placed_cases(PLACES, FORMS))
+def test_encoded_values_lose_all_of_their_value(place: str, form: str, scrubbed: Placed) -> None:
+    assert_scrubbed(scrubbed[(place, form)], SECRETS, PLACES[place](FORMS[form][1]))
 
 
 @pytest.mark.parametrize("form", FORMS)
