@@ -13,7 +13,7 @@ their error while the rest of the batch goes on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -111,22 +111,21 @@ class _StorageErrors:
         self.provider = provider
 
     def by_debug_id(self, organization_id: int, debug_id: str) -> bytes | None:
-        try:
-            return self.provider.by_debug_id(organization_id, debug_id)
-        except StorageUnavailable:
-            raise
-        except Exception as error:
-            raise StorageUnavailable(error) from error
+        return _asking_storage(self.provider.by_debug_id, organization_id, debug_id)
 
     def by_release(
         self, organization_id: int, release: str, dist: str | None, url: str
     ) -> bytes | None:
-        try:
-            return self.provider.by_release(organization_id, release, dist, url)
-        except StorageUnavailable:
-            raise
-        except Exception as error:
-            raise StorageUnavailable(error) from error
+        return _asking_storage(self.provider.by_release, organization_id, release, dist, url)
+
+
+def _asking_storage(ask: Callable[..., bytes | None], *args: object) -> bytes | None:
+    try:
+        return ask(*args)
+    except StorageUnavailable:
+        raise
+    except Exception as error:
+        raise StorageUnavailable(error) from error
 
 
 # Never an event's fault: the process or the storage is in trouble, and the batch must be
