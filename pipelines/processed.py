@@ -96,7 +96,7 @@ FIRST_TIME = datetime(1900, 1, 1, tzinfo=UTC)
 END_TIME = datetime(2300, 1, 1, tzinfo=UTC)
 # The quick paths' bound in seconds since the epoch: a second short of END_TIME, so that no
 # fraction rounds a time past it there; later times take `_time_of`, as in the general path.
-_END_SECONDS = 10_413_791_999
+_END_SECONDS = int(END_TIME.timestamp()) - 1
 
 
 def _time_of(value: Any) -> datetime | None:
