@@ -545,8 +545,8 @@ _ENCODED_SEPARATOR = r"%(?:25)*3[aAdD]"
 _TRIGGER_KEY_VALUE = (
     rf"(?i)(?:{_CONTAINED}|{_WORD_END}|{_WORD})(?:[\w.\-]|{_U})*"
     rf"(?:(?:\\\"|')?{_JSON_SPACE}*[=:]"
-    r"|(?:%(?:25)*2[27])?(?:%(?:25)*20|[+ ])*(?:%(?:25)*3[aAdD])"
-    r"|%(?:25)*2[27](?:%(?:25)*20|[+ ])*[=:])"
+    rf"|(?:{_ENCODED_QUOTE})?(?:{_PCT}20|[+ ])*(?:{_ENCODED_SEPARATOR})"
+    rf"|{_ENCODED_QUOTE}(?:{_PCT}20|[+ ])*[=:])"
 )
 _TRIGGER_CONTAINER = (
     rf"(?i){_JSON_KEY}\s*:\s*[\[{{]|\[\s*{_JSON_PAIR_NAME}\s*,\s*[\[{{]"
