@@ -1087,17 +1087,9 @@ class _Scrubber:
         changed_before = self.changed
         self.changed = False
         self._value(parsed)
-        changed = self.changed
-        try:
-            dumped = orjson.dumps(parsed).decode()
-        except orjson.JSONEncodeError:  # a safe field deeper than orjson writes, as in _scrub_json
-            self.changed = changed_before or changed
-            return orjson.dumps(_truncate(parsed)).decode() if changed else text
-        # A key repeated in it keeps its last value only: the text may hold a secret the walk
-        # never saw (see _repeats_keys), so it is written again, as if changed.
-        changed = changed or _repeats_keys(text, dumped)
-        self.changed = changed_before or changed
-        return dumped if changed else text
+        out, written = _written_back(text, parsed, self.changed, _orjson_dump)
+        self.changed = changed_before or written
+        return out
 
 
 # Needles for the `key=value` and the number rules (None: look everywhere).
@@ -1187,17 +1179,25 @@ def _scrub_json(payload: str, scrubber: _Scrubber, client_ip: str,
         event = _truncate(parse(payload))
         scrubber.scrub_event(event, client_ip, needles)
         changed = True
+    return _written_back(payload, event, changed or rewrite, dump)[0]
+
+
+def _written_back(text: str, parsed: Any, changed: bool,
+                  dump: Callable[[Any], str]) -> tuple[str, bool]:
+    """What replaces the JSON `text` (an event, or JSON held in a string) once the rules have
+    walked `parsed`, its parsed value, and whether that is not `text`. Unchanged, `text`
+    stays as it came (its layout), unless an object in it repeats a key: the parsed value,
+    all the walk saw, holds the last value only, and an earlier one left in the text could
+    be a secret (see _repeats_keys). A part deeper than the writer goes (a safe field's
+    value, the one part neither walked nor cut) is cut as the walk cuts any part that deep
+    when changed (it failed the batch); unchanged, the text stays as it came."""
     try:
-        dumped = dump(event)
+        dumped = dump(parsed)
     except (orjson.JSONEncodeError, RecursionError):
-        # Deeper than the writer goes: a safe field's value, the one part neither walked nor
-        # cut. Changed, the event is cut as the walk cuts any part that deep (this failed
-        # the batch); unchanged, it stays as it came.
-        return dump(_truncate(event)) if changed or rewrite else payload
-    # Unchanged, the event keeps its text as it came (its layout), unless an object in it
-    # repeats a key: the parsed event, all the walk saw, holds the last value only, and an
-    # earlier one left in the text could be a secret.
-    return dumped if changed or rewrite or _repeats_keys(payload, dumped) else payload
+        return (dump(_truncate(parsed)), True) if changed else (text, False)
+    if changed or _repeats_keys(text, dumped):
+        return dumped, True
+    return text, False
 
 
 def _repeats_keys(text: str, dumped: str) -> bool:
