@@ -6,9 +6,7 @@ read as "moved already" when run again, so those events' counts were lost."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +19,7 @@ from core.blobs import blob_store
 from orchestration.processing import REPROCESSING_LOCK, BatchResult, Window, process_window
 from tests.orchestration.test_dead_letters import raw_of, times_seen
 from tests.orchestration.test_parallel import land
+from tests.orchestration.test_processing import wait_for
 from tests.stack import IngestStack, new_project
 
 
@@ -32,15 +31,6 @@ def waiting_for_the_reprocessing_lock(engine: Any) -> bool:
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
             " AND classid = :high AND objid = :low"),
             {"high": REPROCESSING_LOCK >> 32, "low": REPROCESSING_LOCK & 0xFFFFFFFF}))
-
-
-def until(probe: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_reprocessing_waits_for_the_live_window_in_flight(
@@ -80,7 +70,7 @@ def test_reprocessing_waits_for_the_live_window_in_flight(
     try:
         assert inside.wait(60)
         reprocess.start()
-        until(lambda: not reprocess.is_alive() or waiting_for_the_reprocessing_lock(engine))
+        wait_for(lambda: not reprocess.is_alive() or waiting_for_the_reprocessing_lock(engine))
         assert reprocess.is_alive(), "reprocessing stored while a live window was in flight"
         assert waiting_for_the_reprocessing_lock(engine)
     finally:
