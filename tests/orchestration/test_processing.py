@@ -207,9 +207,14 @@ def test_an_event_landed_again_after_its_window_is_counted_once(runner: IngestSt
     assert drain(redis, stack.warehouse, consumer).rows == 1
     second = an_event()  # lands after the retry, so it is processed after it
     assert post(stack, "store", json.dumps(second).encode()).status_code == 200
-    wait_for(lambda: stack.warehouse.command(
-        "SELECT count() FROM events WHERE event_id = {id:UUID}",
-        parameters={"id": second["event_id"]}))
+    # Until the window of `second` has committed (the cursor moves in its transaction; its
+    # processed row reaches ClickHouse before that commit), so every earlier one has too.
+    landed = wait_for(lambda: stack.warehouse.command(
+        "SELECT max(landed_at) FROM raw_events WHERE event_id = {id:UUID}"
+        " HAVING count() > 0", parameters={"id": second["event_id"]}))
+    landed = datetime.fromisoformat(str(landed))
+    landed = landed if landed.tzinfo else landed.replace(tzinfo=UTC)
+    wait_for(lambda: read_cursor(engine) >= landed)
     issue = the_issue()
     assert issue is not None and issue.times_seen == 2
 
