@@ -194,7 +194,8 @@ _RAW_KEY = ["project_id", "item_type", "event_id"]
 
 def _landed_before(client: Client, window: Window, rows: pl.DataFrame) -> pl.DataFrame:
     """The keys of `rows` that have a copy landed at or before the window's start: processed
-    with an earlier window."""
+    with an earlier window. Merges of raw_events keep an event's first landed copy, so that
+    copy is still there to find (warehouse migration 0008)."""
     keys = list(rows.select(_RAW_KEY).iter_rows())
     found = client.query(
         "SELECT project_id, item_type, replaceAll(toString(event_id), '-', '') FROM raw_events"

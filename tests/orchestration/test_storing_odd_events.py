@@ -9,71 +9,19 @@ import json
 import random
 import string
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
 import pytest
-from clickhouse_connect.driver.client import Client
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
-from cli.bootstrap import BootstrapResult
 from core import db
-from core.blobs import blob_store
 from core.models import Issue
-from core.settings import Settings
-from core.warehouse import connect
-from ingest.landing import COLUMNS
-from orchestration.processing import BatchResult, Window, _existing_issues, process_window
+from orchestration.processing import _existing_issues
+from tests.orchestration.windows import Stores, raw_row, run_window
 from tests.stack import new_project
-
-
-@dataclass
-class Stores:
-    settings: Settings
-    warehouse: Client
-    engine: Engine
-    project: BootstrapResult
-
-
-@pytest.fixture(scope="module")
-def stores(stack_settings: Settings, postgres_url: str, warehouse_url: str) -> Iterator[Stores]:
-    """PostgreSQL and the warehouse only: windows are run here, not by a runner."""
-    db.upgrade(postgres_url)
-    client = connect(warehouse_url)
-    try:
-        yield Stores(stack_settings, client, db.make_engine(postgres_url),
-                     new_project(stack_settings))
-    finally:
-        client.close()
-
-
-def raw_row(stores: Stores, payload: str | bytes, item_type: str = "event",
-            **columns: str) -> dict[str, Any]:
-    """A raw_events row as the landing worker writes it (payload as given: text or bytes)."""
-    return {"organization_id": stores.project.org_id, "project_id": stores.project.project_id,
-            "event_id": uuid.uuid4().hex, "item_type": item_type,
-            "received_at": datetime.now(UTC), "client_ip": "203.0.113.9", "user_agent": "",
-            "ua_browser": "", "ua_browser_version": "", "ua_os": "", "ua_os_version": "",
-            "ua_device": "", "sdk_name": "sentry.python", "sdk_version": "2.19.0",
-            "payload": payload, **columns}
-
-
-def run_window(stores: Stores, rows: list[dict[str, Any]]) -> BatchResult:
-    """Lands `rows` in one insert and processes exactly that window, storing included."""
-    binary = {name: pl.Binary for name in COLUMNS if isinstance(rows[0][name], bytes)}
-    frame = pl.DataFrame(rows, schema_overrides={
-        "organization_id": pl.UInt64, "project_id": pl.UInt64,
-        "received_at": pl.Datetime("ms", "UTC"), **binary})
-    stores.warehouse.insert_arrow("raw_events", frame.select(COLUMNS).to_arrow())
-    landed = stores.warehouse.query(
-        "SELECT max(landed_at) FROM raw_events WHERE event_id = {id:UUID}",
-        parameters={"id": rows[0]["event_id"]}).result_rows[0][0].replace(tzinfo=UTC)
-    return process_window(stores.warehouse, stores.engine, blob_store(stores.settings),
-                          Window(landed - timedelta(microseconds=1), landed),
-                          cursor_name=f"test-storing-{uuid.uuid4().hex}")
 
 
 def stored(stores: Stores, table: str, event_id: str, columns: str) -> tuple[Any, ...]:
