@@ -114,6 +114,61 @@ def _time_of(value: Any) -> datetime | None:
     return parsed if FIRST_TIME <= parsed < END_TIME else None
 
 
+# --- clock drift ----------------------------------------------------------------------------
+
+# A device's clock can be far off: set a year ahead, or reset to 2000 by a flat battery. As
+# Sentry does, an event time more than a minute after the event was received, or more than
+# 30 days before, reads as the receive time: one such device would otherwise pin its issue's
+# last seen in the future (its title and culprit would stop following new events) or its first
+# seen years back. The event keeps what its SDK sent, and says why in its `errors`.
+MAX_SECONDS_AHEAD = 60
+MAX_SECONDS_BEHIND = 30 * 86_400
+FUTURE_TIMESTAMP, PAST_TIMESTAMP = "future_timestamp", "past_timestamp"
+
+
+def within_clock_bounds(rows: pl.DataFrame, moved: tuple[str, ...] = (),
+                        noted: bool = False) -> pl.DataFrame:
+    """`rows` with each `timestamp` out of bounds (see MAX_SECONDS_AHEAD) set to its
+    `received_at`. The `moved` columns move by as much (a transaction's start, so that its
+    duration and its spans, offsets from the start, stay). With `noted`, such a row's
+    `payload` gets an entry in its `errors` naming the time the SDK sent."""
+    if rows.height == 0:
+        return rows
+    received = pl.col("received_at").cast(rows.schema["timestamp"])
+    ahead = pl.col("timestamp") > received + pl.duration(seconds=MAX_SECONDS_AHEAD)
+    behind = pl.col("timestamp") < received - pl.duration(seconds=MAX_SECONDS_BEHIND)
+    drift = (pl.when(ahead).then(pl.lit(FUTURE_TIMESTAMP))
+             .when(behind).then(pl.lit(PAST_TIMESTAMP)).alias("drift"))
+    drifts = rows.select(drift).to_series()
+    if drifts.null_count() == rows.height:
+        return rows  # every clock right: the one pass above
+    drifted = drifts.is_not_null()
+    shift = received - pl.col("timestamp")
+    corrected = rows.with_columns(
+        pl.when(drifted).then(pl.col(name) + shift).otherwise(pl.col(name)).alias(name)
+        for name in ("timestamp", *moved))
+    if noted:
+        at = drifted.arg_true()
+        payloads = [_with_error(payload, kind, sent) for payload, kind, sent in zip(
+            rows["payload"].gather(at), drifts.gather(at), rows["timestamp"].gather(at),
+            strict=True)]
+        corrected = corrected.with_columns(
+            corrected["payload"].scatter(at, pl.Series(payloads, dtype=pl.Utf8)))
+    return corrected
+
+
+def _with_error(payload: str, kind: str, sent: datetime) -> str:
+    """The event JSON with an entry in its `errors`, as Sentry lists what processing changed."""
+    try:
+        event = orjson.loads(payload)
+        errors = event.get("errors")
+        event["errors"] = [*(errors if isinstance(errors, list) else ()),
+                           {"type": kind, "name": "timestamp", "value": sent.isoformat()}]
+        return orjson.dumps(event).decode()
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError, AttributeError):
+        return payload  # the row was built from it, so this is not expected: keep it as it is
+
+
 def exception_values(event: dict[str, Any]) -> list[dict[str, Any]]:
     exc = event.get("exception")
     values = exc.get("values") if isinstance(exc, dict) else exc
@@ -677,8 +732,9 @@ _EVENT_QUICK = _Quick(msgspec.json.Decoder(_Event), _quick_event_row)
 
 def event_rows(frame: pl.DataFrame) -> pl.DataFrame:
     """`events` rows for the error/message events of a fingerprinted frame."""
-    return _build(frame, ("event",), EVENT_SCHEMA, _event_row, _EVENT_READS, _EVENT_COPIED,
-                  _EVENT_QUICK)
+    return within_clock_bounds(_build(
+        frame, ("event",), EVENT_SCHEMA, _event_row, _EVENT_READS, _EVENT_COPIED, _EVENT_QUICK),
+        noted=True)
 
 
 # --- transactions ---------------------------------------------------------------------------
@@ -877,8 +933,9 @@ _TRANSACTION_QUICK = _Quick(msgspec.json.Decoder(_Transaction), _quick_transacti
 
 
 def transaction_rows(frame: pl.DataFrame) -> pl.DataFrame:
-    return _build(frame, ("transaction",), TRANSACTION_SCHEMA, _transaction_row,
-                  _TRANSACTION_READS, _TRANSACTION_COPIED, _TRANSACTION_QUICK)
+    return within_clock_bounds(_build(
+        frame, ("transaction",), TRANSACTION_SCHEMA, _transaction_row, _TRANSACTION_READS,
+        _TRANSACTION_COPIED, _TRANSACTION_QUICK), moved=("start_timestamp",))
 
 
 # --- feedback -------------------------------------------------------------------------------
@@ -913,7 +970,8 @@ def _feedback_row(row: dict[str, Any], event: dict[str, Any]) -> dict[str, Any] 
 
 
 def feedback_rows(frame: pl.DataFrame) -> pl.DataFrame:
-    return _build(frame, ("feedback", "user_report"), FEEDBACK_SCHEMA, _feedback_row,
-                  ("payload", "received_at", "item_type"),
-                  _copied("organization_id", "project_id", "received_at",
-                          feedback_id=pl.col("event_id"), issue_id=pl.lit(0)))
+    return within_clock_bounds(_build(
+        frame, ("feedback", "user_report"), FEEDBACK_SCHEMA, _feedback_row,
+        ("payload", "received_at", "item_type"),
+        _copied("organization_id", "project_id", "received_at",
+                feedback_id=pl.col("event_id"), issue_id=pl.lit(0))))

@@ -34,6 +34,7 @@ from dashboards.api.auth import user_json
 from dashboards.api.errors import ApiError, bad_request, not_found
 from dashboards.api.projects import PROJECT, project_of
 from dashboards.api.routing import ID, Access, Ctx, QueryParam, iso, operation
+from pipelines.processed import FUTURE_TIMESTAMP, PAST_TIMESTAMP
 
 CLICKHOUSE_ERRORS = (503,)
 MAX_CANDIDATES = 10_000  # issues ranked by count/users in one go (freq and user sorts)
@@ -366,7 +367,7 @@ _SUMMARY = (
     " message, level, platform, timestamp, received_at, release, environment, user_id,"
     " user_email, user_ip, tags.key AS tag_keys, tags.value AS tag_values"
 )
-_DETAIL = (
+EVENT_DETAIL = (
     _SUMMARY + ", dist, transaction_name, sdk_name, sdk_version, stacktrace, breadcrumbs,"
     " contexts, payload, fingerprint"
 )
@@ -400,6 +401,26 @@ def event_summary_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# What processing changed in an event, as its `errors` list it (pipelines.processed).
+_PROCESSING_ERRORS = {
+    FUTURE_TIMESTAMP: "The event's time was more than a minute after it was received, so the"
+                      " time it was received is used (the device's clock was ahead).",
+    PAST_TIMESTAMP: "The event's time was more than 30 days before it was received, so the"
+                    " time it was received is used (the device's clock was behind).",
+}
+
+
+def _processing_errors(errors: Any) -> list[dict[str, Any]]:
+    """The event's `errors` as Sentry's API gives them: a type, a sentence, the details."""
+    listed = []
+    for error in errors if isinstance(errors, list) else ():
+        if isinstance(error, dict) and isinstance(error.get("type"), str):
+            kind = error["type"]
+            listed.append({"type": kind, "message": _PROCESSING_ERRORS.get(kind, kind),
+                           "data": {k: v for k, v in error.items() if k != "type"}})
+    return listed
+
+
 def event_json(row: dict[str, Any]) -> dict[str, Any]:
     payload = _json(row["payload"], {})
     payload = payload if isinstance(payload, dict) else {}
@@ -420,6 +441,7 @@ def event_json(row: dict[str, Any]) -> dict[str, Any]:
         "request": request_info if isinstance(request_info, dict) else None,
         "extra": extra if isinstance(extra, dict) else None,
         "fingerprint": list(row["fingerprint"]),
+        "errors": _processing_errors(payload.get("errors")),
     }
 
 
@@ -449,7 +471,7 @@ def list_issue_events(ctx: Ctx, issue_id: int) -> list[dict[str, Any]]:
            errors=CLICKHOUSE_ERRORS)
 def latest_issue_event(ctx: Ctx, issue_id: int) -> dict[str, Any]:
     issue = issue_of(ctx, issue_id)
-    rows = clickhouse(ctx, _issue_events_sql(_DETAIL), {
+    rows = clickhouse(ctx, _issue_events_sql(EVENT_DETAIL), {
         "org": ctx.org_id, "project": issue.project_id, "issue": issue.id, "limit": 1,
         "offset": 0})
     if not rows:
@@ -486,7 +508,7 @@ def issue_tags(ctx: Ctx, issue_id: int) -> list[dict[str, Any]]:
            errors=CLICKHOUSE_ERRORS)
 def get_event(ctx: Ctx, org: str, project: str, event_id: str) -> dict[str, Any]:
     row = project_of(ctx, project)
-    rows = clickhouse(ctx, f"SELECT {_DETAIL} FROM events FINAL WHERE"
+    rows = clickhouse(ctx, f"SELECT {EVENT_DETAIL} FROM events FINAL WHERE"
                            " organization_id = {org:UInt64} AND project_id = {project:UInt64}"
                            " AND event_id = toUUID({event:String}) LIMIT 1",
                       {"org": ctx.org_id, "project": row.id, "event": event_id})

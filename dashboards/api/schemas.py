@@ -134,8 +134,9 @@ EVENT = {**EVENT_SUMMARY, "properties": {
     "request": nullable(ANY_OBJECT),
     "extra": nullable(ANY_OBJECT),
     "fingerprint": array(STRING),
+    "errors": array(answer({"type": STRING, "message": STRING, "data": ANY_OBJECT})),
 }, "required": [*EVENT_SUMMARY["required"], "dist", "transaction", "sdk", "exception",
-                "breadcrumbs", "contexts", "request", "extra", "fingerprint"]}
+                "breadcrumbs", "contexts", "request", "extra", "fingerprint", "errors"]}
 
 TAG = answer({
     "key": STRING, "name": STRING, "totalValues": INTEGER, "uniqueValues": INTEGER,

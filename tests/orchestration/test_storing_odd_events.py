@@ -10,7 +10,7 @@ import random
 import string
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from core import db
 from core.models import Issue
+from dashboards.api.issues import EVENT_DETAIL, event_json
 from orchestration.processing import _existing_issues
 from tests.orchestration.windows import Stores, raw_row, run_window
 from tests.stack import new_project
@@ -96,6 +97,30 @@ def test_a_time_no_store_holds_reads_as_the_receive_time(stores: Stores, name: s
     assert spans == [0.0]
     [feedback_time] = stored(stores, "feedback", feedback_id, "timestamp")
     assert FIRST_TIME <= feedback_time.replace(tzinfo=UTC) < END_TIME
+
+
+def test_a_clock_a_year_ahead_does_not_pin_its_issues_last_seen(stores: Stores) -> None:
+    """Sentry's rule (pipelines.processed.within_clock_bounds): the event time of a device set
+    a year ahead would stay its issue's last seen, and the title stop following new events."""
+    message = json.loads(error())
+    ahead = raw_row(stores, json.dumps({**message, "timestamp": NOW + 365 * 86_400}))
+    run_window(stores, [ahead])
+    received = ahead["received_at"].replace(microsecond=ahead["received_at"].microsecond
+                                            // 1000 * 1000)
+    assert issue_of(stores, ahead["event_id"]).last_seen == received
+    later = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    right = raw_row(stores, json.dumps({**message, "timestamp": later.timestamp()}))
+    run_window(stores, [right])
+    issue = issue_of(stores, right["event_id"])
+    assert issue.id == issue_of(stores, ahead["event_id"]).id
+    assert (issue.first_seen, issue.last_seen, issue.times_seen) == (received, later, 2)
+    # The event's page says what was done with the time its SDK sent.
+    [row] = list(stores.warehouse.query(
+        f"SELECT {EVENT_DETAIL} FROM events FINAL WHERE event_id = {{id:UUID}}",
+        parameters={"id": ahead["event_id"]}).named_results())
+    [drift] = event_json(row)["errors"]
+    assert drift["type"] == "future_timestamp" and "clock was ahead" in drift["message"]
+    assert drift["data"]["value"].startswith(str(datetime.fromtimestamp(NOW, UTC).year + 1))
 
 
 def test_invalid_utf8_in_a_raw_row_is_stored_with_replacement_characters(

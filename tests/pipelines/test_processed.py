@@ -17,6 +17,7 @@ from pipelines.processed import (
 )
 
 RECEIVED = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+SENT_SECONDS = int(RECEIVED.timestamp()) - 7 * 86_400  # a time the SDK's clock gives, in bounds
 
 
 def frame(*items: tuple[str, dict[str, object]]) -> pl.DataFrame:
@@ -45,7 +46,7 @@ def test_event_rows_read_the_event_and_fall_back_to_what_ingest_learned() -> Non
         "contexts": {"browser": {"name": "Chrome", "version": "156"}},
         "fingerprint": ["{{ default }}", "checkout"],
     }
-    message = {"message": {"formatted": "Cart stale"}, "timestamp": 1_700_000_000}
+    message = {"message": {"formatted": "Cart stale"}, "timestamp": SENT_SECONDS}
     rows = event_rows(frame(("event", error), ("event", message), ("transaction", {})))
     assert rows.schema == pl.Schema(EVENT_SCHEMA)
     first, second = rows.to_dicts()
@@ -63,11 +64,11 @@ def test_event_rows_read_the_event_and_fall_back_to_what_ingest_learned() -> Non
     assert orjson.loads(first["breadcrumbs"]) == [{"message": "click"}]
     assert first["url"] == "https://shop/cart" and first["issue_id"] == 0
     assert second["message"] == "Cart stale" and second["level"] == "error"
-    assert second["timestamp"] == datetime.fromtimestamp(1_700_000_000, UTC)
+    assert second["timestamp"] == datetime.fromtimestamp(SENT_SECONDS, UTC)
 
 
 def test_transaction_rows_carry_web_vitals_and_spans() -> None:
-    start = 1_764_237_600.0
+    start = SENT_SECONDS + 0.0
     transaction = {
         "type": "transaction", "transaction": "/checkout", "start_timestamp": start,
         "timestamp": start + 1.25, "release": "shop@1.0.4",
