@@ -54,6 +54,7 @@ from core.models import (
     ReleaseProject,
 )
 from core.settings import get_settings
+from ingest.queue import SEEN_BUCKET_SECONDS
 from pipelines.batch import ProcessedRows, no_failures, process_isolating
 from pipelines.issues import (
     count_regrouped,
@@ -510,6 +511,48 @@ def _link_feedback(client: Client, feedback: pl.DataFrame, events: pl.DataFrame)
     return feedback.with_columns(pl.Series("issue_id", issue_ids, dtype=pl.UInt64))
 
 
+# An SDK sends an event again when it never got the answer to the first send (a timeout, an
+# app closed mid-request; mobile SDKs keep events on disk and send them at the next start).
+# Ingest drops an id it accepted in the last SEEN_BUCKET_SECONDS (at least); a copy sent later
+# comes at least that long after the event's time, so only events received that long after
+# their time (half of it, for a clock a little ahead) are looked up, a handful per window.
+RESENT_AFTER = timedelta(seconds=SEEN_BUCKET_SECONDS / 2)
+
+
+def _not_counted_before(client: Client, events: pl.DataFrame) -> pl.DataFrame:
+    """`events` without those an earlier copy of which is stored already (received earlier,
+    so not a row this window wrote in an attempt that then failed to commit), as Sentry drops
+    an event id it has seen. The copy's row is found in its day of `events`: a copy has its
+    event's time."""
+    late = events.filter(pl.col("received_at") - pl.col("timestamp") > RESENT_AFTER)
+    if late.is_empty():
+        return events
+    earlier = client.query(
+        "SELECT project_id, replaceAll(toString(event_id), '-', ''), min(received_at)"
+        " FROM events WHERE project_id IN {projects:Array(UInt64)}"
+        " AND timestamp >= toStartOfDay({first:DateTime64(3, 'UTC')})"
+        " AND timestamp < toStartOfDay({last:DateTime64(3, 'UTC')}) + INTERVAL 1 DAY"
+        " AND (project_id, event_id) IN ("
+        "  SELECT k.1, toUUID(k.2)"
+        "  FROM (SELECT arrayJoin({keys:Array(Tuple(UInt64, String))}) AS k))"
+        " GROUP BY project_id, event_id",
+        parameters={"projects": late["project_id"].unique().to_list(),
+                    "first": late["timestamp"].min(), "last": late["timestamp"].max(),
+                    "keys": list(late.select("project_id", "event_id").iter_rows())},
+    ).result_rows
+    if not earlier:
+        return events
+    stored = pl.DataFrame(earlier, orient="row", schema={
+        "project_id": pl.UInt64, "event_id": pl.Utf8,
+        "stored_received_at": events.schema["received_at"]})
+    resent = late.join(stored, on=["project_id", "event_id"]).filter(
+        pl.col("stored_received_at") < pl.col("received_at")).select("project_id", "event_id")
+    if resent.height:
+        log.info("%d events sent again after they were counted are not counted again",
+                 resent.height)
+    return events.join(resent, on=["project_id", "event_id"], how="anti", maintain_order="left")
+
+
 def _previous_issues(client: Client, events: pl.DataFrame) -> pl.DataFrame:
     """The issue each of `events` is stored with in `events` (project_id, event_id, issue_id),
     for those processed before: what reprocessing compares their issue now with. Read before
@@ -541,10 +584,12 @@ def _store_chunk(session: Session, client: Client, processed: ProcessedRows,
     Chunks are stored in order in the window's one transaction, so storing a window in chunks
     leaves the same issues as storing it whole. Returns the events' (project_id, event_id,
     issue_id)."""
-    previous = _previous_issues(client, processed.events) if reprocessing else None
-    issue_ids, new_issues, regressions = apply_issue_changes(
-        session, processed.events, previous)
-    events = with_issue_ids(processed.events, issue_ids)
+    if reprocessing:
+        counted, previous = processed.events, _previous_issues(client, processed.events)
+    else:
+        counted, previous = _not_counted_before(client, processed.events), None
+    issue_ids, new_issues, regressions = apply_issue_changes(session, counted, previous)
+    events = with_issue_ids(counted, issue_ids)
     for table, frame in (("events", events), ("transactions", processed.transactions)):
         if frame.height:
             client.insert_arrow(table, frame.to_arrow())

@@ -1,15 +1,18 @@
-"""An event landed again (a landing insert retried after it failed or was cut off, which the
-warehouse may have taken all the same) counts once, however its copies sit in raw_events when
-its window is processed: both there, merged into one, or only the later copy, landed."""
+"""An event landed again counts once: a landing insert retried after it failed or was cut off
+(which the warehouse may have taken all the same), however its copies sit in raw_events when
+its window is processed (both there, merged into one, only the later copy landed); and an
+event an SDK sent again later than ingest remembers event ids."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import delete
 
 from core import db
 from core.models import Issue
+from orchestration.processing import RESENT_AFTER
 from tests.orchestration.test_storing_odd_events import error
 from tests.orchestration.windows import Stores, land, process, raw_row, run_window
 
@@ -55,4 +58,40 @@ def test_a_copy_landed_after_its_first_was_processed_counts_once(
 def test_a_copy_landed_again_whose_first_never_landed_counts_once(stores: Stores) -> None:
     row = raw_row(stores, error())
     assert run_window(stores, [row], landing_retry=True).raw == 1
+    assert times_seen(stores, row["event_id"]) == 1
+
+
+def sent_late(stores: Stores, late: timedelta) -> dict[str, object]:
+    """An error event of an hour ago received `late` after its time: sent from an SDK's disk."""
+    moment = datetime.now(UTC) - timedelta(hours=1)
+    row = raw_row(stores, error(timestamp=moment.timestamp()))
+    row["received_at"] = moment + late
+    return row
+
+
+def test_an_event_sent_again_after_ingest_forgot_its_id_counts_once(stores: Stores) -> None:
+    # The first send got through but its answer was lost; the SDK sends it again at the next
+    # start of the app, past ingest's memory of event ids.
+    first = sent_late(stores, timedelta(seconds=2))
+    assert run_window(stores, [first]).events == 1
+    again = {**first, "received_at": datetime.now(UTC)}
+    assert again["received_at"] - first["received_at"] > 2 * RESENT_AFTER
+    assert run_window(stores, [again]).events == 0
+    assert times_seen(stores, first["event_id"]) == 1
+
+
+def test_a_late_event_whose_window_failed_to_commit_counts_when_run_again(
+    stores: Stores,
+) -> None:
+    """Its events' rows reached ClickHouse, its issues' counts did not reach PostgreSQL: run
+    again, those rows are its own, not earlier copies."""
+    row = sent_late(stores, timedelta(hours=1))
+    window = land(stores, [row])
+    assert process(stores, window).events == 1
+    with db.system_session(stores.engine) as session, session.begin():  # as if rolled back
+        [[issue_id]] = stores.warehouse.query(
+            "SELECT issue_id FROM events FINAL WHERE event_id = {id:UUID}",
+            parameters={"id": row["event_id"]}).result_rows
+        session.execute(delete(Issue).where(Issue.id == issue_id))
+    assert process(stores, window).events == 1
     assert times_seen(stores, row["event_id"]) == 1

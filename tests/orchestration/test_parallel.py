@@ -126,6 +126,11 @@ def test_a_window_stored_in_chunks_leaves_the_issues_of_storing_it_whole(
     stack = ingest_stack
     engine = db.make_engine(stack.settings.database_url)
     events = [event for _, event in generate(events_per_bug=80)]
+    # Received now (raw_events keeps a week: the set's old dates would expire), so their times
+    # move into the last day, in their order: a time 30 days before its receipt reads as the
+    # receive time, and the issues' first and last seen would all be when each run received.
+    earliest, day_ago = min(e["timestamp"] for e in events), datetime.now(UTC).timestamp() - 86_400
+    events = [dict(e, timestamp=day_ago + (e["timestamp"] - earliest) / 30) for e in events]
     events += [dict(e, event_id=uuid.uuid4().hex) for e in events[:4_200 - len(events)]]
     random.Random(5).shuffle(events)  # each bug's events spread over every chunk
     chunked = PipelinePool(stack.settings.database_url, stack.settings.blob_url, None,
