@@ -18,6 +18,7 @@ the test suite checks that they and these classes describe the same schema.
 from __future__ import annotations
 
 import enum
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +35,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    Uuid,
     func,
     text,
 )
@@ -325,6 +327,33 @@ class Artifact(TenantScoped, Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     release: Mapped[Release] = relationship(back_populates="artifacts", foreign_keys=[release_id])
+
+
+class EventAttachment(TenantScoped, Base):
+    """A file an SDK sent with an event (a screenshot, a log file, a view hierarchy); the bytes
+    live in the blob store. Its id is derived from the event and the file's place in the
+    envelope, so an envelope sent again stores it once."""
+
+    __tablename__ = "event_attachments"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["project_id", "organization_id"],
+            ["projects.id", "projects.organization_id"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_event_attachments_project_id_event_id", "project_id", "event_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    project_id: Mapped[int] = mapped_column()
+    event_id: Mapped[str] = mapped_column(String(32))  # 32 lowercase hex digits
+    name: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    attachment_type: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int]
+    sha1: Mapped[str] = mapped_column(String(40))
+    blob_key: Mapped[str]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 # --- issues -----------------------------------------------------------------------------------

@@ -13,16 +13,26 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from core import db
+from core.blobs import blob_store
 from core.redis import redis_client
 from core.settings import Settings, get_settings
 from dashboards import login
-from dashboards.api import audit, auth, issues, openapi, organizations, projects, routing
+from dashboards.api import (
+    attachments,
+    audit,
+    auth,
+    issues,
+    openapi,
+    organizations,
+    projects,
+    routing,
+)
 from dashboards.api.routing import ApiState, error_response
 from dashboards.api.throttle import LoginThrottle
 from ingest.state import trusted_networks
 
 # Imported for their routes: each module declares its operations on the API blueprint.
-API_MODULES = (auth, organizations, projects, issues, audit, openapi)
+API_MODULES = (auth, organizations, projects, issues, attachments, audit, openapi)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -47,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         engine=db.make_engine(settings.database_url, pool_size=4, max_overflow=4),
         redis=client,
         throttle=LoginThrottle(client, settings),
+        blobs=blob_store(settings),
         trusted_proxies=trusted_networks(settings.ingest_trusted_proxies),
     )
     routing.install(app)

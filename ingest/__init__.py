@@ -10,6 +10,7 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
 from core import db
+from core.blobs import blob_store
 from core.redis import redis_client
 from core.settings import Settings, get_settings
 from ingest import api, metrics
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         keys=KeyCache(engine, settings.ingest_key_cache_seconds),
         queue=LandingQueue(redis, settings.ingest_rate_limit_window_seconds,
                            read_timeout=settings.ingest_redis_timeout_seconds),
+        blobs=blob_store(settings),
     )
     parse_user_agent("Mozilla/5.0")  # loads the parser's rules now, not in the first request
     app.register_blueprint(api_blueprint)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 import time
 import uuid
@@ -25,6 +26,12 @@ from flask import Blueprint, current_app, request
 from werkzeug.http import HTTP_STATUS_CODES
 
 from ingest import metrics
+from ingest.attachments import (
+    AttachmentFile,
+    InvalidAttachment,
+    attachment_file,
+    store_attachments,
+)
 from ingest.auth import (
     AuthError,
     KeyInfo,
@@ -41,6 +48,7 @@ from ingest.schema import InvalidEvent, validate_event, validate_user_report
 from ingest.state import IngestState
 
 bp = Blueprint("ingest", __name__)
+log = logging.getLogger("pulsetrace.ingest")
 
 # Envelope items that become landing rows; the rest are accepted and counted.
 LANDED_ITEM_TYPES = {"event", "transaction", "feedback", "user_report"}
@@ -440,9 +448,15 @@ def handle_envelope(req: Request, st: IngestState, project_id: int) -> Answer:
     # sent again by a retrying client.
     if header_id:
         header_id = normalize_event_id(header_id)
+    files: list[AttachmentFile] = []
     for number, item in enumerate(envelope.items, start=1):
         if item.type in LANDED_ITEM_TYPES:
             _landed_item(builder, item, number, header_id, st.settings.ingest_max_event_bytes)
+        elif item.type == "attachment" and header_id:
+            try:
+                files.append(attachment_file(item))
+            except InvalidAttachment as exc:
+                raise ApiError(400, f"item {number} (attachment): {exc}", "invalid") from None
         else:
             labelled(
                 metrics.ITEMS_COUNTED, item.type if item.type in COUNTED_ITEM_TYPES else "other"
@@ -450,11 +464,29 @@ def handle_envelope(req: Request, st: IngestState, project_id: int) -> Answer:
     queued = enqueue(st, builder)
     if queued.limit_headers and not queued.statuses:
         return json_response(429, {"detail": "rate limited"}, queued.limit_headers)
+    if files:
+        _store_files(st, builder.info, header_id, files)
     first = builder.accepted.event_ids[0] if builder.accepted.event_ids else None
     answer_id = header_id or first
     # Like Sentry: the event's id, or an empty object for envelopes without one (sessions).
     body = {"id": answer_id} if answer_id else {}
     return json_response(200, body, queued.limit_headers)
+
+
+def _store_files(st: IngestState, info: KeyInfo, event_id: str,
+                 files: list[AttachmentFile]) -> None:
+    """After the event is queued: an attachment of an event the limit refused is not kept.
+    Not stored, the envelope is answered 503; sent again, its event is dropped as seen and
+    its files are stored (once: see ingest.attachments)."""
+    try:
+        store_attachments(st.engine, st.blobs, info.organization_id, info.project_id,
+                          event_id, files)
+    except Exception as exc:
+        log.warning("attachments of event %s not stored: %r", event_id, exc)
+        labelled(metrics.EVENTS_REJECTED, "attachments_unavailable").inc(len(files))
+        raise ApiError(503, "the attachments could not be stored; retry later",
+                       "attachments_unavailable", {"Retry-After": "5"}) from None
+    metrics.ATTACHMENTS_STORED.inc(len(files))
 
 
 def _legacy_store_body(body: bytes, limit: int) -> bytes:

@@ -28,6 +28,10 @@ EVENTS_REJECTED = Counter(
 EVENTS_RATE_LIMITED = Counter(
     "pulsetrace_ingest_events_rate_limited_total", "Events refused by the rate limit"
 )
+ATTACHMENTS_STORED = Counter(
+    "pulsetrace_ingest_attachments_stored_total",
+    "Attachments stored: bytes in the blob store, a row in event_attachments",
+)
 ITEMS_COUNTED = Counter(
     "pulsetrace_ingest_items_counted_total",
     "Envelope items accepted and only counted (sessions, client reports, ...)",

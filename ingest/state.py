@@ -10,6 +10,7 @@ from functools import lru_cache
 from sqlalchemy import Engine
 from ua_parser import parse as parse_ua
 
+from core.blobs import BlobStore
 from core.settings import Settings
 from ingest.auth import KeyCache
 from ingest.queue import LandingQueue
@@ -69,6 +70,7 @@ class IngestState:
     engine: Engine
     keys: KeyCache
     queue: LandingQueue
+    blobs: BlobStore  # attachments
     trusted_proxies: list[Network] = field(default_factory=list)
 
     def __post_init__(self) -> None:

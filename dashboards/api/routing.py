@@ -40,6 +40,7 @@ from sqlalchemy import Engine, and_, select
 from sqlalchemy.orm import Session
 from werkzeug.routing import BaseConverter
 
+from core.blobs import BlobStore
 from core.db import system_session, tenant_session
 from core.models import ApiToken, AuditLogEntry, Issue, Membership, Organization, Role, User
 from core.security import API_TOKEN_PREFIX, hash_api_token
@@ -70,6 +71,7 @@ class ApiState:
     engine: Engine
     redis: redis.Redis
     throttle: LoginThrottle
+    blobs: BlobStore  # attachments
     trusted_proxies: list[Network] = field(default_factory=list)
 
 
@@ -105,6 +107,7 @@ PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "slug": {"type": "string", "pattern": f"^{SlugConverter.regex}$"},
     "eventid": {"type": "string", "pattern": f"^{EventIdConverter.regex}$"},
     "int": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+    "uuid": {"type": "string", "format": "uuid"},
 }
 ID = f"int(min=1, max={MAX_ID})"  # the converter of every numeric id in a path
 
@@ -311,6 +314,7 @@ class Operation:
     status: int
     response: dict[str, Any] | None  # JSON schema of the success answer; None: no body
     errors: tuple[int, ...]
+    binary: bool = False  # the answer may also be bytes (application/octet-stream)
 
 
 OPERATIONS: list[Operation] = []
@@ -329,6 +333,7 @@ def operation(
     query: tuple[QueryParam, ...] = (),
     errors: tuple[int, ...] = (),
     body_required: bool = True,
+    binary: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     body_validator = Draft202012Validator(body) if body is not None else None
 
@@ -363,7 +368,7 @@ def operation(
             method=method, rule=rule, endpoint=f"api.{endpoint}", summary=summary, tag=tag,
             access=access, body=body, body_required=body_required, query=query, status=status,
             response=response,
-            errors=tuple(sorted(implied | set(errors))),
+            errors=tuple(sorted(implied | set(errors))), binary=binary,
         ))
         return view
 

@@ -138,6 +138,14 @@ EVENT = {**EVENT_SUMMARY, "properties": {
 }, "required": [*EVENT_SUMMARY["required"], "dist", "transaction", "sdk", "exception",
                 "breadcrumbs", "contexts", "request", "extra", "fingerprint", "errors"]}
 
+UUID_STRING: JSON = {"type": "string", "format": "uuid"}
+ATTACHMENT = answer({
+    "id": UUID_STRING, "event_id": STRING, "type": STRING, "name": STRING, "mimetype": STRING,
+    "size": INTEGER, "sha1": STRING, "dateCreated": DATETIME,
+    "headers": answer({"Content-Type": STRING}),
+})
+BINARY: JSON = {"type": "string", "format": "binary"}
+
 TAG = answer({
     "key": STRING, "name": STRING, "totalValues": INTEGER, "uniqueValues": INTEGER,
     "topValues": array(answer({"key": STRING, "value": STRING, "name": STRING,

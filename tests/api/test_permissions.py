@@ -15,11 +15,13 @@ import pytest
 from sqlalchemy import Engine
 
 from core import db
+from core.blobs import blob_store
 from core.models import Membership, ProjectKey, Role
 from core.security import new_public_key
 from core.settings import Settings
 from dashboards.api.routing import OPERATIONS
 from dashboards.server import create_app
+from ingest.attachments import AttachmentFile, attachment_id, store_attachments
 from tests.api.conftest import (
     Api,
     Tenant,
@@ -37,6 +39,7 @@ class World:
     engine: Engine
     api: Api
     event_id: str
+    attachment_id: uuid.UUID
     tokens: dict[str, str] = field(default_factory=dict)
 
     def fresh_member(self) -> int:
@@ -142,6 +145,11 @@ ROUTES = [
           rule=f"{PROJ}/issues/"),
     Route("GET", lambda w, i: f"{_proj(w, i)}/events/{w.event_id}/", "developer", 200,
           rule=f"{PROJ}/events/<eventid:event_id>/"),
+    Route("GET", lambda w, i: f"{_proj(w, i)}/events/{w.event_id}/attachments/", "developer",
+          200, rule=f"{PROJ}/events/<eventid:event_id>/attachments/"),
+    Route("GET", lambda w, i: f"{_proj(w, i)}/events/{w.event_id}/attachments/"
+                              f"{w.attachment_id}/?download=1", "developer", 200,
+          rule=f"{PROJ}/events/<eventid:event_id>/attachments/<uuid:attachment_id>/"),
     Route("GET", lambda w, i: f"{_issue(w, i)}/", "developer", 200,
           rule=f"/issues/<{ID}:issue_id>/"),
     Route("PUT", lambda w, i: f"{_issue(w, i)}/", "developer", 200,
@@ -176,11 +184,15 @@ def expected(route: Route, identity: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def world(api: Api, engine: Engine, warehouse: Any, tenant_a: Tenant,
-          tenant_b: Tenant) -> World:
+def world(api: Api, engine: Engine, warehouse: Any, tenant_a: Tenant, tenant_b: Tenant,
+          api_settings: Settings) -> World:
     [event_id] = insert_events(warehouse, tenant_a.org_id, tenant_a.project_id,
                                tenant_a.issue_id, 1)
-    return World(tenant_a, tenant_b, engine, api, event_id)
+    store_attachments(engine, blob_store(api_settings), tenant_a.org_id, tenant_a.project_id,
+                      event_id, [AttachmentFile("app.log", "text/plain", "event.attachment",
+                                                b"started")])
+    return World(tenant_a, tenant_b, engine, api, event_id,
+                 attachment_id(tenant_a.project_id, event_id, 0, "app.log"))
 
 
 def token_for(world: World, identity: str, route: Route) -> str | None:
@@ -254,6 +266,8 @@ def test_another_orgs_ids_under_your_own_org_answer_404(world: World) -> None:
         ("DELETE", f"/api/0/organizations/{b.org}/api-tokens/{a_token}/", None),
         ("GET", f"/api/0/projects/{b.org}/{a.project}/", None),
         ("GET", f"/api/0/projects/{b.org}/{b.project}/events/{world.event_id}/", None),
+        ("GET", f"/api/0/projects/{b.org}/{b.project}/events/{world.event_id}/attachments/"
+                f"{world.attachment_id}/?download=1", None),
     ]
     for method, path, body in attempts:
         answer = world.api.call(method, path, admin_b, json=body)
