@@ -50,7 +50,8 @@ from ingest.state import IngestState
 bp = Blueprint("ingest", __name__)
 log = logging.getLogger("pulsetrace.ingest")
 
-# Envelope items that become landing rows; the rest are accepted and counted.
+# Envelope items that become landing rows; attachments are stored (ingest.attachments) when
+# the envelope names their event; the rest are accepted and counted.
 LANDED_ITEM_TYPES = {"event", "transaction", "feedback", "user_report"}
 COUNTED_ITEM_TYPES = {"session", "sessions", "client_report", "attachment", "statsd",
                       "check_in", "profile", "replay_event", "replay_recording", "span", "log"}
