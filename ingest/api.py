@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl
@@ -286,12 +287,33 @@ class Accepted:
     item_types: list[str]
 
 
+# Relay's rule: a clock this far off is corrected (a wrong time zone, a clock never set); less
+# is taken as the time the envelope spent on the way, or queued in the SDK.
+MIN_CLOCK_DRIFT_SECONDS = 55 * 60
+
+
+def clock_drift_ms(sent_at: object, received_at: float) -> int:
+    """How far the SDK's clock is behind the server's (negative: ahead), from an envelope's
+    `sent_at` (RFC 3339, by the SDK's clock), when that is MIN_CLOCK_DRIFT_SECONDS or more;
+    else 0. An unreadable `sent_at` is no reason to refuse the envelope: 0."""
+    if not isinstance(sent_at, str):
+        return 0
+    try:
+        sent = datetime.fromisoformat(sent_at.replace("Z", "+00:00"))
+        drift = received_at - (sent if sent.tzinfo else sent.replace(tzinfo=UTC)).timestamp()
+    except (ValueError, OverflowError, OSError):
+        return 0
+    return round(drift * 1000) if abs(drift) >= MIN_CLOCK_DRIFT_SECONDS else 0
+
+
 class RowBuilder:
     """Builds landing rows with what the server learned about this request."""
 
-    def __init__(self, req: Request, st: IngestState, info: KeyInfo, auth: SentryAuth) -> None:
+    def __init__(self, req: Request, st: IngestState, info: KeyInfo, auth: SentryAuth,
+                 sent_at: object = None) -> None:
         self.info = info
         self.received_at = time.time()
+        self.clock_drift_ms = clock_drift_ms(sent_at, self.received_at)
         self.client_ip = st.client_ip(req.remote_addr, header(req, "HTTP_X_FORWARDED_FOR"))
         self.user_agent = (header(req, "HTTP_USER_AGENT") or "")[:1024]
         self.ua = st.parse_user_agent(self.user_agent)
@@ -318,6 +340,7 @@ class RowBuilder:
             sdk_name=sdk_name,
             sdk_version=sdk_version,
             payload=payload,
+            clock_drift_ms=self.clock_drift_ms,
         )
         self.accepted.dedupe_ids.append(f"{item_type}:{event_id}")
         self.accepted.event_ids.append(event_id)
@@ -443,7 +466,7 @@ def handle_envelope(req: Request, st: IngestState, project_id: int) -> Answer:
         raise ApiError(400, f"invalid envelope: {exc}", "invalid") from None
     auth = sentry_auth(req)
     info = authenticate(req, st, project_id, public_key_from_request(req, auth, envelope.headers))
-    builder = RowBuilder(req, st, info, auth)
+    builder = RowBuilder(req, st, info, auth, envelope.headers.get("sent_at"))
     header_id = envelope.headers.get("event_id")
     # Checked before anything is queued: an event queued and then answered 400 would be
     # sent again by a retrying client.

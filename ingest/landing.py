@@ -50,6 +50,10 @@ class LandingRow(msgspec.Struct, array_like=True, frozen=True):
     sdk_name: str
     sdk_version: str
     payload: bytes
+    # How far the SDK's clock was behind the receipt when it sent the envelope (negative:
+    # ahead), 0 under 55 minutes (see ingest.api.clock_drift_ms). Last, with a default: rows
+    # queued before it existed decode as they were.
+    clock_drift_ms: int = 0
 
 
 COLUMNS = [
@@ -60,6 +64,7 @@ COLUMNS = [
 
 # 1 on the rows of a landing that may have been done before (see migration 0005).
 LANDING_RETRY = "landing_retry"
+CLOCK_DRIFT_MS = "clock_drift_ms"  # migration 0009
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[LandingRow])
@@ -241,8 +246,9 @@ def drain(
             # max_bytes: their rows go in several inserts, all before the entries are
             # acknowledged.
             for part in parts:
-                warehouse.insert("raw_events", [*_columns(part), [int(retry)] * len(part)],
-                                 column_names=[*COLUMNS, LANDING_RETRY],
+                warehouse.insert("raw_events", [*_columns(part), [int(retry)] * len(part),
+                                                [row.clock_drift_ms for row in part]],
+                                 column_names=[*COLUMNS, LANDING_RETRY, CLOCK_DRIFT_MS],
                                  column_oriented=True)
         ids = [entry_id for entry_id, _ in entries]
         pipe = client.pipeline(transaction=True)

@@ -81,7 +81,7 @@ RAW_COLUMNS = (
     "organization_id, project_id, replaceAll(toString(event_id), '-', '') AS event_id, "
     "item_type, received_at, "
     + ", ".join(f"toValidUTF8({name}) AS {name}" for name in _TEXT_COLUMNS)
-    + ", landing_retry, landed_at"
+    + ", landing_retry, landed_at, clock_drift_ms"
 )
 
 

@@ -116,23 +116,61 @@ def _time_of(value: Any) -> datetime | None:
 
 # --- clock drift ----------------------------------------------------------------------------
 
-# A device's clock can be far off: set a year ahead, or reset to 2000 by a flat battery. As
-# Sentry does, an event time more than a minute after the event was received, or more than
-# 30 days before, reads as the receive time: one such device would otherwise pin its issue's
-# last seen in the future (its title and culprit would stop following new events) or its first
-# seen years back. The event keeps what its SDK sent, and says why in its `errors`.
+# A device's clock can be far off: set to the wrong time zone, a year ahead, or reset to 2000
+# by a flat battery. Two corrections, as Sentry's Relay makes them:
+# 1. An envelope says when the SDK sent it (`sent_at`, by the device's clock); ingest measures
+#    how far that is from the receipt (`clock_drift_ms` of the raw row, 0 under 55 minutes:
+#    less is taken as the network's delay). Such an event's times move by as much.
+# 2. A time still more than a minute after the receipt, or more than 30 days before it, reads
+#    as the receive time: one such device would otherwise pin its issue's last seen in the
+#    future (its title and culprit would stop following new events) or its first seen years
+#    back.
+# A transaction moves whole (its start with its end: its duration and its spans, offsets from
+# the start, stay). The event keeps what its SDK sent, and says what was done in its `errors`.
+CLOCK_DRIFT_COLUMN = "clock_drift_ms"
 MAX_SECONDS_AHEAD = 60
 MAX_SECONDS_BEHIND = 30 * 86_400
-FUTURE_TIMESTAMP, PAST_TIMESTAMP = "future_timestamp", "past_timestamp"
+CLOCK_DRIFT, FUTURE_TIMESTAMP, PAST_TIMESTAMP = "clock_drift", "future_timestamp", "past_timestamp"
 
 
-def within_clock_bounds(rows: pl.DataFrame, moved: tuple[str, ...] = (),
-                        noted: bool = False) -> pl.DataFrame:
-    """`rows` with each `timestamp` out of bounds (see MAX_SECONDS_AHEAD) set to its
-    `received_at`. The `moved` columns move by as much (a transaction's start, so that its
-    duration and its spans, offsets from the start, stay). With `noted`, such a row's
-    `payload` gets an entry in its `errors` naming the time the SDK sent."""
-    if rows.height == 0:
+def corrected_times(rows: pl.DataFrame, raw: pl.DataFrame, item_types: tuple[str, ...],
+                    key: str, moved: tuple[str, ...] = (), noted: bool = False) -> pl.DataFrame:
+    """`rows`, built from the `raw` rows of `item_types` (their `event_id` is the rows' `key`),
+    with the two corrections above. The `moved` columns move with `timestamp`. With `noted`,
+    the `payload` of a row corrected gets an entry in its `errors`."""
+    return _within_bounds(_drift_corrected(rows, raw, item_types, key, moved, noted), moved,
+                          noted)
+
+
+def _drift_corrected(rows: pl.DataFrame, raw: pl.DataFrame, item_types: tuple[str, ...],
+                     key: str, moved: tuple[str, ...], noted: bool) -> pl.DataFrame:
+    if rows.is_empty() or CLOCK_DRIFT_COLUMN not in raw.columns:
+        return rows
+    drifted = raw.filter(pl.col(CLOCK_DRIFT_COLUMN) != 0, pl.col("item_type").is_in(item_types))
+    if drifted.is_empty():
+        return rows  # every SDK's clock right: the one pass above
+    drift = rows.join(
+        drifted.unique(subset=["project_id", "event_id"])
+        .select("project_id", pl.col("event_id").alias(key), CLOCK_DRIFT_COLUMN),
+        on=["project_id", key], how="left", maintain_order="left",
+    )[CLOCK_DRIFT_COLUMN].fill_null(0)
+    at = drift.ne(0).arg_true()
+    if at.is_empty():
+        return rows
+    shift = pl.duration(milliseconds=pl.lit(drift))
+    corrected = rows.with_columns((pl.col(name) + shift).alias(name)
+                                  for name in ("timestamp", *moved))
+    if not noted:
+        return corrected
+    return _noted(corrected, at, [
+        {"type": CLOCK_DRIFT, "name": "timestamp", "sdk_time": sent.isoformat(),
+         "server_time": now.isoformat()}
+        for sent, now in zip(rows["timestamp"].gather(at), corrected["timestamp"].gather(at),
+                             strict=True)])
+
+
+def _within_bounds(rows: pl.DataFrame, moved: tuple[str, ...], noted: bool) -> pl.DataFrame:
+    if rows.is_empty():
         return rows
     received = pl.col("received_at").cast(rows.schema["timestamp"])
     ahead = pl.col("timestamp") > received + pl.duration(seconds=MAX_SECONDS_AHEAD)
@@ -141,29 +179,33 @@ def within_clock_bounds(rows: pl.DataFrame, moved: tuple[str, ...] = (),
              .when(behind).then(pl.lit(PAST_TIMESTAMP)).alias("drift"))
     drifts = rows.select(drift).to_series()
     if drifts.null_count() == rows.height:
-        return rows  # every clock right: the one pass above
+        return rows  # every time within bounds: the one pass above
     drifted = drifts.is_not_null()
     shift = received - pl.col("timestamp")
     corrected = rows.with_columns(
         pl.when(drifted).then(pl.col(name) + shift).otherwise(pl.col(name)).alias(name)
         for name in ("timestamp", *moved))
-    if noted:
-        at = drifted.arg_true()
-        payloads = [_with_error(payload, kind, sent) for payload, kind, sent in zip(
-            rows["payload"].gather(at), drifts.gather(at), rows["timestamp"].gather(at),
-            strict=True)]
-        corrected = corrected.with_columns(
-            corrected["payload"].scatter(at, pl.Series(payloads, dtype=pl.Utf8)))
-    return corrected
+    if not noted:
+        return corrected
+    at = drifted.arg_true()
+    return _noted(corrected, at, [
+        {"type": kind, "name": "timestamp", "value": sent.isoformat()}
+        for kind, sent in zip(drifts.gather(at), rows["timestamp"].gather(at), strict=True)])
 
 
-def _with_error(payload: str, kind: str, sent: datetime) -> str:
-    """The event JSON with an entry in its `errors`, as Sentry lists what processing changed."""
+def _noted(rows: pl.DataFrame, at: pl.Series, errors: list[dict[str, str]]) -> pl.DataFrame:
+    """`rows` with an entry of `errors` added to the `errors` of the payload at each of `at`,
+    as Sentry lists what processing changed."""
+    payloads = [_with_error(payload, error)
+                for payload, error in zip(rows["payload"].gather(at), errors, strict=True)]
+    return rows.with_columns(rows["payload"].scatter(at, pl.Series(payloads, dtype=pl.Utf8)))
+
+
+def _with_error(payload: str, error: dict[str, str]) -> str:
     try:
         event = orjson.loads(payload)
         errors = event.get("errors")
-        event["errors"] = [*(errors if isinstance(errors, list) else ()),
-                           {"type": kind, "name": "timestamp", "value": sent.isoformat()}]
+        event["errors"] = [*(errors if isinstance(errors, list) else ()), error]
         return orjson.dumps(event).decode()
     except (orjson.JSONDecodeError, orjson.JSONEncodeError, AttributeError):
         return payload  # the row was built from it, so this is not expected: keep it as it is
@@ -732,9 +774,9 @@ _EVENT_QUICK = _Quick(msgspec.json.Decoder(_Event), _quick_event_row)
 
 def event_rows(frame: pl.DataFrame) -> pl.DataFrame:
     """`events` rows for the error/message events of a fingerprinted frame."""
-    return within_clock_bounds(_build(
-        frame, ("event",), EVENT_SCHEMA, _event_row, _EVENT_READS, _EVENT_COPIED, _EVENT_QUICK),
-        noted=True)
+    rows = _build(frame, ("event",), EVENT_SCHEMA, _event_row, _EVENT_READS, _EVENT_COPIED,
+                  _EVENT_QUICK)
+    return corrected_times(rows, frame, ("event",), "event_id", noted=True)
 
 
 # --- transactions ---------------------------------------------------------------------------
@@ -933,9 +975,10 @@ _TRANSACTION_QUICK = _Quick(msgspec.json.Decoder(_Transaction), _quick_transacti
 
 
 def transaction_rows(frame: pl.DataFrame) -> pl.DataFrame:
-    return within_clock_bounds(_build(
-        frame, ("transaction",), TRANSACTION_SCHEMA, _transaction_row, _TRANSACTION_READS,
-        _TRANSACTION_COPIED, _TRANSACTION_QUICK), moved=("start_timestamp",))
+    rows = _build(frame, ("transaction",), TRANSACTION_SCHEMA, _transaction_row,
+                  _TRANSACTION_READS, _TRANSACTION_COPIED, _TRANSACTION_QUICK)
+    return corrected_times(rows, frame, ("transaction",), "event_id",
+                           moved=("start_timestamp",))
 
 
 # --- feedback -------------------------------------------------------------------------------
@@ -970,8 +1013,9 @@ def _feedback_row(row: dict[str, Any], event: dict[str, Any]) -> dict[str, Any] 
 
 
 def feedback_rows(frame: pl.DataFrame) -> pl.DataFrame:
-    return within_clock_bounds(_build(
-        frame, ("feedback", "user_report"), FEEDBACK_SCHEMA, _feedback_row,
-        ("payload", "received_at", "item_type"),
-        _copied("organization_id", "project_id", "received_at",
-                feedback_id=pl.col("event_id"), issue_id=pl.lit(0))))
+    kinds = ("feedback", "user_report")
+    rows = _build(frame, kinds, FEEDBACK_SCHEMA, _feedback_row,
+                  ("payload", "received_at", "item_type"),
+                  _copied("organization_id", "project_id", "received_at",
+                          feedback_id=pl.col("event_id"), issue_id=pl.lit(0)))
+    return corrected_times(rows, frame, kinds, "feedback_id")

@@ -11,6 +11,7 @@ import pytest
 from clickhouse_connect.datatypes.registry import get_from_name
 
 from core.settings import Settings
+from ingest.api import clock_drift_ms
 from ingest.decoding import BadEncoding, BodyTooLarge, decode_body
 from ingest.envelope import EnvelopeError, parse_envelope
 from ingest.landing import COLUMNS, LandingRow, _columns
@@ -125,3 +126,26 @@ def test_landing_columns_keep_what_the_rows_said() -> None:
     assert columns[COLUMNS.index("payload")] == [
         b'{"a":"plain"}', '{"a":"caf\u00e9"}'.encode(), '{"a":"\ufffd\ufffd"}'.encode(), b"{}",
     ]
+
+
+RECEIVED_AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(("sent_at", "drift_ms"), [
+    ("2026-11-28T09:00:00.000000Z", 3 * 3_600_000),  # a clock 3 hours behind
+    ("2026-11-28T15:30:00+00:00", -int(3.5 * 3_600_000)),  # ahead
+    ("2026-11-28T11:05:00Z", 55 * 60_000),  # just what Relay corrects
+    ("2026-11-28T11:05:01Z", 0),  # less: taken as time on the way
+    ("2026-11-28T09:00:00", 3 * 3_600_000),  # no offset: UTC
+    ("yesterday", 0), ("", 0), (None, 0), (1764320000, 0), ("2026-13-01T00:00:00Z", 0),
+])
+def test_the_clock_drift_of_an_envelope_is_measured_from_its_sent_at(sent_at: object,
+                                                                      drift_ms: int) -> None:
+    assert clock_drift_ms(sent_at, RECEIVED_AT) == drift_ms
+
+
+def test_landing_rows_queued_before_the_clock_drift_decode_with_none() -> None:
+    """Rows already in the stream when ingest is upgraded have one field fewer."""
+    old = msgspec.msgpack.encode([1, 2, "9ec79c33ec9942ab8353589fcb2e04dc", "event", 1.5, "",
+                                  "", "", "", "", "", "", "", "", b"{}"])
+    assert msgspec.msgpack.decode(old, type=LandingRow).clock_drift_ms == 0

@@ -26,7 +26,7 @@ from core.settings import Settings
 from ingest.landing import LandingRow, drain, encode_row
 from ingest.queue import LANDING_GROUP, LANDING_STREAM, ROW_COUNT_FIELD, ROWS_FIELD
 from orchestration.processing import Window, process_window, read_cursor, reprocess_window
-from tests.ingest.test_bad_input import post
+from tests.ingest.test_bad_input import envelope, post
 from tests.pipelines.test_symbolication import Bundle, build_bundle, sentry_event
 from tests.stack import IngestStack
 
@@ -217,6 +217,26 @@ def test_an_event_landed_again_after_its_window_is_counted_once(runner: IngestSt
     wait_for(lambda: read_cursor(engine) >= landed)
     issue = the_issue()
     assert issue is not None and issue.times_seen == 2
+
+
+def test_an_event_from_a_clock_hours_behind_is_dated_by_the_server(runner: IngestStack) -> None:
+    """A device set to the wrong time zone: its envelope's sent_at tells ingest how far off
+    its clock is, and the event's time is moved by as much (Relay's clock drift correction)."""
+    stack = runner
+    behind, now = timedelta(hours=3), datetime.now(UTC)
+    happened = now - timedelta(seconds=1)  # by the server's clock
+    event = {"event_id": uuid.uuid4().hex, "level": "error",
+             "message": f"clock behind {uuid.uuid4().hex[:8]}",
+             "timestamp": (happened - behind).timestamp()}
+    body = envelope(event, header={"event_id": event["event_id"],
+                                   "sent_at": (now - behind).isoformat()})
+    assert post(stack, "envelope", body).status_code == 200
+    [[stored, drift_ms]] = wait_for(lambda: stack.warehouse.query(
+        "SELECT e.timestamp, r.clock_drift_ms FROM events AS e FINAL"
+        " JOIN raw_events AS r ON r.event_id = e.event_id"
+        " WHERE e.event_id = {id:UUID}", parameters={"id": event["event_id"]}).result_rows)
+    assert abs(drift_ms - behind / timedelta(milliseconds=1)) < 5_000  # the request's travel
+    assert abs(stored.replace(tzinfo=UTC) - happened) < timedelta(seconds=5)
 
 
 def store_source_map(settings: Settings, org_id: int, bundle: Bundle, release: str,

@@ -100,7 +100,7 @@ def test_a_time_no_store_holds_reads_as_the_receive_time(stores: Stores, name: s
 
 
 def test_a_clock_a_year_ahead_does_not_pin_its_issues_last_seen(stores: Stores) -> None:
-    """Sentry's rule (pipelines.processed.within_clock_bounds): the event time of a device set
+    """Sentry's rule (pipelines.processed.corrected_times): the event time of a device set
     a year ahead would stay its issue's last seen, and the title stop following new events."""
     message = json.loads(error())
     ahead = raw_row(stores, json.dumps({**message, "timestamp": NOW + 365 * 86_400}))

@@ -1,5 +1,6 @@
-"""A time from a device whose clock is far off (more than a minute ahead of the event's
-receipt, more than 30 days behind it) reads as the receive time, as Sentry does; the event
+"""Times from a device whose clock is far off are corrected as Sentry's Relay corrects them:
+moved by the drift ingest measured from the envelope's sent_at; then, more than a minute ahead
+of the event's receipt or more than 30 days behind it, read as the receive time. The event
 keeps the time its SDK sent in its `errors`, and a transaction moves whole."""
 
 from __future__ import annotations
@@ -7,9 +8,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import orjson
+import polars as pl
 import pytest
 
 from pipelines.processed import (
+    CLOCK_DRIFT_COLUMN,
     MAX_SECONDS_AHEAD,
     MAX_SECONDS_BEHIND,
     event_rows,
@@ -82,3 +85,53 @@ def test_feedback_from_a_clock_behind_reads_as_received() -> None:
               "contexts": {"feedback": {"message": "The pay button does nothing"}}}
     [row] = feedback_rows(frame(("feedback", widget))).to_dicts()
     assert row["timestamp"] == RECEIVED
+
+
+# --- the drift ingest measured from the envelope's sent_at ----------------------------------
+
+HOURS_BEHIND = timedelta(hours=3)  # a device set to the wrong time zone
+
+
+def with_drift(raw: pl.DataFrame, *drifts: timedelta) -> pl.DataFrame:
+    return raw.with_columns(pl.Series(CLOCK_DRIFT_COLUMN,
+                                      [int(d / timedelta(milliseconds=1)) for d in drifts],
+                                      dtype=pl.Int64))
+
+
+def test_an_event_from_a_clock_hours_behind_moves_by_the_measured_drift() -> None:
+    sent = RECEIVED - HOURS_BEHIND - 2 * SECOND  # 2 s before it was sent, by the device
+    raw = with_drift(frame(("event", error_at(sent)), ("event", error_at(RECEIVED - SECOND))),
+                     HOURS_BEHIND, timedelta(0))
+    moved, kept = event_rows(raw).to_dicts()
+    assert moved["timestamp"] == RECEIVED - 2 * SECOND
+    assert orjson.loads(moved["payload"])["errors"] == [{
+        "type": "clock_drift", "name": "timestamp", "sdk_time": sent.isoformat(),
+        "server_time": (RECEIVED - 2 * SECOND).isoformat()}]
+    assert kept["timestamp"] == RECEIVED - SECOND and kept["payload"] == raw["payload"][1]
+
+
+def test_a_drift_that_leaves_a_time_out_of_bounds_is_then_bounded() -> None:
+    sent = RECEIVED + timedelta(days=2)  # ahead by more than the envelope's drift tells
+    raw = with_drift(frame(("event", error_at(sent))), -timedelta(days=1))
+    [row] = event_rows(raw).to_dicts()
+    assert row["timestamp"] == RECEIVED
+    assert [e["type"] for e in orjson.loads(row["payload"])["errors"]] == [
+        "clock_drift", "future_timestamp"]
+
+
+def test_transactions_and_feedback_move_by_the_drift_too() -> None:
+    start = RECEIVED - HOURS_BEHIND - timedelta(seconds=5)
+    transaction = {"type": "transaction", "transaction": "/cart",
+                   "start_timestamp": start.timestamp(),
+                   "timestamp": (start + timedelta(seconds=2)).timestamp(),
+                   "contexts": {"trace": {"trace_id": "a" * 32, "span_id": "b" * 16}}}
+    widget = {"type": "feedback", "timestamp": start.timestamp(),
+              "contexts": {"feedback": {"message": "slow"}}}
+    raw = with_drift(frame(("transaction", transaction), ("feedback", widget)),
+                     HOURS_BEHIND, HOURS_BEHIND)
+    [moved] = transaction_rows(raw).to_dicts()
+    assert moved["start_timestamp"] == start + HOURS_BEHIND
+    assert (moved["timestamp"], moved["duration_ms"]) == (
+        start + HOURS_BEHIND + timedelta(seconds=2), 2000.0)
+    [feedback] = feedback_rows(raw).to_dicts()
+    assert feedback["timestamp"] == start + HOURS_BEHIND
