@@ -288,8 +288,11 @@ class Accepted:
 
 
 # Relay's rule: a clock this far off is corrected (a wrong time zone, a clock never set); less
-# is taken as the time the envelope spent on the way, or queued in the SDK.
+# is taken as the time the envelope spent on the way, or queued in the SDK. A `sent_at` more
+# than a century off says nothing about the device's clock (and would move its event's times
+# out of every calendar): it is not used.
 MIN_CLOCK_DRIFT_SECONDS = 55 * 60
+MAX_CLOCK_DRIFT_SECONDS = 100 * 365 * 86_400
 
 
 def clock_drift_ms(sent_at: object, received_at: float) -> int:
@@ -303,7 +306,9 @@ def clock_drift_ms(sent_at: object, received_at: float) -> int:
         drift = received_at - (sent if sent.tzinfo else sent.replace(tzinfo=UTC)).timestamp()
     except (ValueError, OverflowError, OSError):
         return 0
-    return round(drift * 1000) if abs(drift) >= MIN_CLOCK_DRIFT_SECONDS else 0
+    if MIN_CLOCK_DRIFT_SECONDS <= abs(drift) <= MAX_CLOCK_DRIFT_SECONDS:
+        return round(drift * 1000)
+    return 0
 
 
 class RowBuilder:

@@ -527,18 +527,10 @@ def _not_counted_before(client: Client, events: pl.DataFrame) -> pl.DataFrame:
     late = events.filter(pl.col("received_at") - pl.col("timestamp") > RESENT_AFTER)
     if late.is_empty():
         return events
+    where, parameters = _stored_rows_of(late)
     earlier = client.query(
         "SELECT project_id, replaceAll(toString(event_id), '-', ''), min(received_at)"
-        " FROM events WHERE project_id IN {projects:Array(UInt64)}"
-        " AND timestamp >= toStartOfDay({first:DateTime64(3, 'UTC')})"
-        " AND timestamp < toStartOfDay({last:DateTime64(3, 'UTC')}) + INTERVAL 1 DAY"
-        " AND (project_id, event_id) IN ("
-        "  SELECT k.1, toUUID(k.2)"
-        "  FROM (SELECT arrayJoin({keys:Array(Tuple(UInt64, String))}) AS k))"
-        " GROUP BY project_id, event_id",
-        parameters={"projects": late["project_id"].unique().to_list(),
-                    "first": late["timestamp"].min(), "last": late["timestamp"].max(),
-                    "keys": list(late.select("project_id", "event_id").iter_rows())},
+        f" FROM events {where} GROUP BY project_id, event_id", parameters=parameters,
     ).result_rows
     if not earlier:
         return events
@@ -561,21 +553,30 @@ def _previous_issues(client: Client, events: pl.DataFrame) -> pl.DataFrame:
     schema = {"project_id": pl.UInt64, "event_id": pl.Utf8, "issue_id": pl.UInt64}
     if events.is_empty():
         return pl.DataFrame(schema=schema)
-    # A reprocessed row replaces the one of its (project, day, event id): the days of the
-    # batch's events bound the read to their parts of the table.
+    # A reprocessed row replaces the one of its (project, day, event id).
+    where, parameters = _stored_rows_of(events)
     found = client.query(
         "SELECT project_id, replaceAll(toString(event_id), '-', ''), issue_id FROM events FINAL"
-        " WHERE project_id IN {projects:Array(UInt64)}"
+        f" {where}", parameters=parameters,
+    ).result_rows
+    return pl.DataFrame(found, schema=schema, orient="row")
+
+
+def _stored_rows_of(events: pl.DataFrame) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause (and its parameters) of the rows of `events` in ClickHouse `events`:
+    the days of their times bound the read to their parts of the table (ordered by project,
+    day, event id)."""
+    return (
+        "WHERE project_id IN {projects:Array(UInt64)}"
         " AND timestamp >= toStartOfDay({first:DateTime64(3, 'UTC')})"
         " AND timestamp < toStartOfDay({last:DateTime64(3, 'UTC')}) + INTERVAL 1 DAY"
         " AND (project_id, event_id) IN ("
         "  SELECT k.1, toUUID(k.2)"
         "  FROM (SELECT arrayJoin({keys:Array(Tuple(UInt64, String))}) AS k))",
-        parameters={"projects": events["project_id"].unique().to_list(),
-                    "first": events["timestamp"].min(), "last": events["timestamp"].max(),
-                    "keys": list(events.select("project_id", "event_id").iter_rows())},
-    ).result_rows
-    return pl.DataFrame(found, schema=schema, orient="row")
+        {"projects": events["project_id"].unique().to_list(),
+         "first": events["timestamp"].min(), "last": events["timestamp"].max(),
+         "keys": list(events.select("project_id", "event_id").iter_rows())},
+    )
 
 
 def _store_chunk(session: Session, client: Client, processed: ProcessedRows,

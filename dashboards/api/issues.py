@@ -34,7 +34,7 @@ from dashboards.api.auth import user_json
 from dashboards.api.errors import ApiError, bad_request, not_found
 from dashboards.api.projects import PROJECT, project_of
 from dashboards.api.routing import ID, Access, Ctx, QueryParam, iso, operation
-from pipelines.processed import FUTURE_TIMESTAMP, PAST_TIMESTAMP
+from pipelines.processed import CLOCK_DRIFT, FUTURE_TIMESTAMP, PAST_TIMESTAMP
 
 CLICKHOUSE_ERRORS = (503,)
 MAX_CANDIDATES = 10_000  # issues ranked by count/users in one go (freq and user sorts)
@@ -403,6 +403,8 @@ def event_summary_json(row: dict[str, Any]) -> dict[str, Any]:
 
 # What processing changed in an event, as its `errors` list it (pipelines.processed).
 _PROCESSING_ERRORS = {
+    CLOCK_DRIFT: "The device's clock was off by 55 minutes or more when it sent the event (it"
+                 " said when it sent it), so the event's time was moved by as much.",
     FUTURE_TIMESTAMP: "The event's time was more than a minute after it was received, so the"
                       " time it was received is used (the device's clock was ahead).",
     PAST_TIMESTAMP: "The event's time was more than 30 days before it was received, so the"

@@ -42,10 +42,10 @@ def describe(op: Operation) -> dict[str, Any]:
     success: dict[str, Any] = {"description": "OK" if op.status != 201 else "Created"}
     if op.response is not None:
         success["content"] = {"application/json": {"schema": op.response}}
-    if op.binary:
-        success.setdefault("content", {})["application/octet-stream"] = {"schema": s.BINARY}
     elif op.status != 204:
         success["description"] = "OK"
+    if op.binary:
+        success.setdefault("content", {})["application/octet-stream"] = {"schema": s.BINARY}
     responses: dict[str, Any] = {str(op.status): success}
     for status in op.errors:
         responses[str(status)] = {

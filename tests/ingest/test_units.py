@@ -137,6 +137,8 @@ RECEIVED_AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC).timestamp()
     ("2026-11-28T11:05:00Z", 55 * 60_000),  # just what Relay corrects
     ("2026-11-28T11:05:01Z", 0),  # less: taken as time on the way
     ("2026-11-28T09:00:00", 3 * 3_600_000),  # no offset: UTC
+    ("2000-01-01T00:00:00Z", 849_182_400_000),  # a clock reset by a flat battery
+    ("1900-01-01T00:00:00Z", 0), ("9999-12-31T23:59:59Z", 0),  # a century off: unused
     ("yesterday", 0), ("", 0), (None, 0), (1764320000, 0), ("2026-13-01T00:00:00Z", 0),
 ])
 def test_the_clock_drift_of_an_envelope_is_measured_from_its_sent_at(sent_at: object,

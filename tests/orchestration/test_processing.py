@@ -23,6 +23,7 @@ from core.blobs import blob_store
 from core.models import Artifact, Issue, IssueStatus, Project, Release
 from core.redis import redis_client
 from core.settings import Settings
+from dashboards.api.issues import EVENT_DETAIL, event_json
 from ingest.landing import LandingRow, drain, encode_row
 from ingest.queue import LANDING_GROUP, LANDING_STREAM, ROW_COUNT_FIELD, ROWS_FIELD
 from orchestration.processing import Window, process_window, read_cursor, reprocess_window
@@ -237,6 +238,11 @@ def test_an_event_from_a_clock_hours_behind_is_dated_by_the_server(runner: Inges
         " WHERE e.event_id = {id:UUID}", parameters={"id": event["event_id"]}).result_rows)
     assert abs(drift_ms - behind / timedelta(milliseconds=1)) < 5_000  # the request's travel
     assert abs(stored.replace(tzinfo=UTC) - happened) < timedelta(seconds=5)
+    [row] = list(stack.warehouse.query(
+        f"SELECT {EVENT_DETAIL} FROM events FINAL WHERE event_id = {{id:UUID}}",
+        parameters={"id": event["event_id"]}).named_results())
+    [correction] = event_json(row)["errors"]  # what the event's page says
+    assert correction["type"] == "clock_drift" and "55 minutes" in correction["message"]
 
 
 def store_source_map(settings: Settings, org_id: int, bundle: Bundle, release: str,
