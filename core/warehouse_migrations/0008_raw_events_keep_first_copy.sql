@@ -5,9 +5,11 @@
 -- ReplacingMergeTree keeps the highest version, so the version is landed_at counted down.
 --
 -- A table's engine cannot be altered: the parts move to a new table by hard link (no data is
--- rewritten) and the new table takes the name. Run with the landing workers stopped, as
--- `pulsetrace up` does (it migrates before it starts them): an insert between the move and
--- the rename would go to the old table. Every statement can run again after an interruption.
+-- rewritten) and the new table takes the name. A landing worker may insert meanwhile (when
+-- `pulsetrace migrate` runs beside a running stack): a part it adds to the old table between
+-- the move and the rename is moved by the second ATTACH, after the rename. That one links
+-- every part again: the copies are the same rows (same landed_at), which processing reads
+-- once and merges collapse. Every statement can run again after an interruption.
 DROP TABLE IF EXISTS raw_events_before_0008;
 ALTER TABLE raw_events ADD COLUMN IF NOT EXISTS first_landed UInt64
     MATERIALIZED 18446744073709551615 - toUnixTimestamp64Micro(landed_at);
@@ -40,4 +42,5 @@ ORDER BY (project_id, item_type, event_id)
 TTL toDateTime(received_at) + INTERVAL 7 DAY;
 ALTER TABLE raw_events_next ATTACH PARTITION ALL FROM raw_events;
 RENAME TABLE raw_events TO raw_events_before_0008, raw_events_next TO raw_events;
+ALTER TABLE raw_events ATTACH PARTITION ALL FROM raw_events_before_0008;
 DROP TABLE raw_events_before_0008;
