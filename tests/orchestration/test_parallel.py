@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import orjson
 import polars as pl
@@ -23,6 +23,7 @@ from orchestration.processing import StoredSourceMaps, Window, process_window, r
 from pipelines.batch import process_raw_events
 from pipelines.scrubbing import ScrubConfig
 from tests.orchestration.test_processing import store_source_map
+from tests.orchestration.windows import land_frame
 from tests.pipelines.grouping_set import generate, raw_events_frame
 from tests.pipelines.test_symbolication import Bundle, build_bundle, sentry_event
 from tests.stack import IngestStack, new_project
@@ -64,12 +65,7 @@ def a_large_batch(stack: IngestStack, bundle: Bundle) -> tuple[pl.DataFrame, str
 
 def land(stack: IngestStack, raw: pl.DataFrame) -> Window:
     """Lands raw in raw_events in one insert; returns the window that holds just that insert."""
-    stack.warehouse.insert_arrow("raw_events", raw.select(COLUMNS).to_arrow())
-    landed = stack.warehouse.query(
-        "SELECT max(landed_at) FROM raw_events WHERE event_id = {id:UUID}",
-        parameters={"id": raw["event_id"][0]}).result_rows[0][0]
-    landed = landed if landed.tzinfo else landed.replace(tzinfo=UTC)
-    return Window(landed - timedelta(microseconds=1), landed)
+    return land_frame(stack.warehouse, raw.select(COLUMNS))
 
 
 def test_a_large_batch_in_worker_processes_gives_the_callers_rows(

@@ -46,10 +46,17 @@ def land(stores: Stores, rows: list[dict[str, Any]], landing_retry: bool = False
         "organization_id": pl.UInt64, "project_id": pl.UInt64,
         "received_at": pl.Datetime("ms", "UTC"), **binary}).select(COLUMNS)
     frame = frame.with_columns(pl.lit(int(landing_retry), pl.UInt8).alias(LANDING_RETRY))
-    stores.warehouse.insert_arrow("raw_events", frame.to_arrow())
-    landed = stores.warehouse.query(
+    return land_frame(stores.warehouse, frame)
+
+
+def land_frame(warehouse: Client, raw: pl.DataFrame) -> Window:
+    """Lands the raw_events rows of `raw` in one insert; returns the window that holds just
+    that insert."""
+    warehouse.insert_arrow("raw_events", raw.to_arrow())
+    landed = warehouse.query(
         "SELECT max(landed_at) FROM raw_events WHERE event_id = {id:UUID}",
-        parameters={"id": rows[0]["event_id"]}).result_rows[0][0].replace(tzinfo=UTC)
+        parameters={"id": raw["event_id"][0]}).result_rows[0][0]
+    landed = landed if landed.tzinfo else landed.replace(tzinfo=UTC)
     return Window(landed - timedelta(microseconds=1), landed)
 
 
