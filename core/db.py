@@ -22,16 +22,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, Select, Table, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, with_loader_criteria
 from sqlalchemy.sql import visitors
 
 from core.models import Base, Organization, TenantScoped
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 
@@ -54,7 +55,12 @@ def make_engine(url: str | URL, **engine_options: Any) -> Engine:
 
 
 def _alembic_config(connection: Connection) -> Config:
-    """Alembic's configuration in code, so running the migrations needs no alembic.ini."""
+    """Alembic's configuration in code, so running the migrations needs no alembic.ini.
+
+    Alembic is imported here, not with this module: every process that only queries loads
+    this module, the pipeline's spawned workers too, and Alembic took them ~0.5 s of CPU."""
+    from alembic.config import Config
+
     config = Config()
     # ConfigParser would read a '%' in the path as interpolation.
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
@@ -67,6 +73,8 @@ def upgrade(url: str | URL, revision: str = "head") -> None:
     engine = make_engine(url)
     try:
         with engine.begin() as connection:
+            from alembic import command
+
             command.upgrade(_alembic_config(connection), revision)
     finally:
         engine.dispose()
@@ -77,6 +85,8 @@ def downgrade(url: str | URL, revision: str) -> None:
     engine = make_engine(url)
     try:
         with engine.begin() as connection:
+            from alembic import command
+
             command.downgrade(_alembic_config(connection), revision)
     finally:
         engine.dispose()

@@ -70,7 +70,14 @@ def test_the_ui_shows_the_assets_and_the_runners_runs(
         assert runs["__typename"] == "Runs", runs
         return runs["results"]
 
-    assert wait_for(successful_runs)
+    runs = wait_for(successful_runs)
+    # A run's page lists what happened in it (kept in the one event-log database).
+    run_id = runs[0]["runId"]
+    events = graphql(url, f'{{ logsForRun(runId: "{run_id}") {{ __typename'
+                          ' ... on EventConnection { events { __typename } } } }')["logsForRun"]
+    kinds = {event["__typename"] for event in events["events"]}
+    assert {"RunStartEvent", "ExecutionStepSuccessEvent", "MaterializationEvent",
+            "RunSuccessEvent"} <= kinds, kinds
     materialized = graphql(url, '{ assetOrError(assetKey: {path: ["issues"]}) { __typename'
                                 ' ... on Asset { assetMaterializations(limit: 1) { runId } } } }')
     assert materialized["assetOrError"]["assetMaterializations"], materialized
@@ -79,7 +86,7 @@ def test_the_ui_shows_the_assets_and_the_runners_runs(
 def test_runs_leave_the_processs_logging_alone(tmp_path: Path) -> None:
     """The runner runs batches and marts builds in two threads. Dagster reconfigures Python
     logging at the start of every run when its instance has any setting, which deadlocked the
-    two threads on logging's locks; the instance `up` prepares has none."""
+    two threads on logging's locks; the instance `up` prepares configures storage only."""
     settings = Settings(data_dir=tmp_path)
     prepare_dagster_home(settings)
     probe = logging.StreamHandler(io.StringIO())

@@ -19,7 +19,8 @@ from core.blobs import blob_store
 from core.models import Issue
 from ingest.landing import COLUMNS
 from orchestration.parallel import MIN_ROWS_PER_WORKER, PipelinePool
-from orchestration.processing import StoredSourceMaps, Window, process_window, read_cursor
+from orchestration.processing import Window, process_window, read_cursor
+from orchestration.source_maps import StoredSourceMaps
 from pipelines.batch import process_raw_events
 from pipelines.scrubbing import ScrubConfig
 from tests.orchestration.test_processing import store_source_map
