@@ -8,18 +8,22 @@ ARCHITECTURE.md); this loop processes a batch within about a second of landing.
 
 It also keeps the dbt marts (transforms/) fresh: after batches were processed, a thread runs
 the `refresh_marts` job (a dbt build, incremental) at most every MARTS_REFRESH_SECONDS, so the
-dashboards lag the events by about that much. The build runs in a child process at a lower CPU
-priority (`python -m orchestration refresh-marts`, nice 10): in this process's threads its
+dashboards lag the events by about that much. The builds run in a child process at a lower CPU
+priority (`python -m orchestration marts-builder`, nice 10): in this process's threads their
 seconds of Python held the GIL and a core from the micro-batches, and the delay from ingest to
-issue doubled while it ran. A build starts only when a poll found nothing new to process, so
-builds fall in the idle second between windows of steady traffic, and a backlog (a burst, or
-events landed while processing was down) is worked through first, for at most
-MARTS_DEFER_SECONDS: a build took 4.6 CPU-seconds in the bench, as much as processing
-~15,000 events.
+issue doubled while one ran. The child serves build after build: loading Dagster and the dbt
+project took a new process per build ~5.7 s of CPU, more than the build itself (4.6), every
+MARTS_REFRESH_SECONDS under steady traffic. It exits after BUILDER_IDLE_SECONDS without a
+build, so an idle stack does not carry its memory. A build starts only when a poll found
+nothing new to process, so builds fall in the idle second between windows of steady traffic,
+and a backlog (a burst, or events landed while processing was down) is worked through first,
+for at most MARTS_DEFER_SECONDS: a build took 4.6 CPU-seconds in the bench, as much as
+processing ~15,000 events.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -45,15 +49,72 @@ log = logging.getLogger("pulsetrace.runner")
 KEEP_RUNS = 500  # a run a second adds up: older finished runs are deleted
 MARTS_DEFER_SECONDS = 300.0
 MARTS_NICENESS = 10
+BUILDER_IDLE_SECONDS = 300.0
+BUILD_REQUEST, BUILD_PASSED, BUILD_FAILED = "build\n", "passed\n", "failed\n"
+
+
+class MartsBuilder:
+    """The child process that runs marts builds (see the module's note): a request is a line
+    on its stdin, the answer a line on its stdout. Started on the first build, started again
+    after it died; closing its stdin ends it."""
+
+    COMMAND = (sys.executable, "-m", "orchestration", "marts-builder")
+
+    def __init__(self, command: tuple[str, ...] = COMMAND) -> None:
+        self.command = command
+        self.process: subprocess.Popen[str] | None = None
+        self.last_used = float("-inf")
+
+    def build(self) -> bool:
+        """One build; True if it passed. False too if the child died (it is started anew for
+        the next build)."""
+        self.last_used = time.monotonic()
+        if self.process is None or self.process.poll() is not None:
+            self.process = subprocess.Popen(
+                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                preexec_fn=lambda: os.nice(MARTS_NICENESS),
+            )
+        assert self.process.stdin is not None and self.process.stdout is not None
+        try:
+            self.process.stdin.write(BUILD_REQUEST)
+            self.process.stdin.flush()
+            answer = self.process.stdout.readline()
+        except OSError:  # it died before reading the request
+            answer = ""
+        if not answer:
+            self.close()
+        self.last_used = time.monotonic()
+        return answer == BUILD_PASSED
+
+    def idle_for(self) -> float:
+        return time.monotonic() - self.last_used if self.process is not None else 0.0
+
+    def close(self, timeout: float = 30.0) -> None:
+        """End the child: at once when idle; a build in flight ends first (within timeout)."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class MartsRefresher:
     """Runs `refresh_marts` from its own thread when told that processed data changed, at most
     every `interval` seconds; a failed build is retried later, waiting longer each time."""
 
-    def __init__(self, interval: float, defer_seconds: float = MARTS_DEFER_SECONDS) -> None:
+    def __init__(self, interval: float, defer_seconds: float = MARTS_DEFER_SECONDS,
+                 builder_idle_seconds: float = BUILDER_IDLE_SECONDS) -> None:
         self.interval = interval
         self.defer_seconds = defer_seconds
+        self.builder = MartsBuilder()
+        self.builder_idle_seconds = builder_idle_seconds
         self.catching_up = threading.Event()  # set by the runner while it has a window to run
         self.changed = threading.Event()
         # Events may have been processed while the stack was down: build once at start.
@@ -70,17 +131,21 @@ class MartsRefresher:
         self.stopping.set()
 
     def refresh(self) -> bool:
-        """One build in a child process (see the module's note); its run is recorded in the
-        same Dagster instance, so the Dagster UI shows it."""
-        build = subprocess.run(
-            [sys.executable, "-m", "orchestration", "refresh-marts"],
-            preexec_fn=lambda: os.nice(MARTS_NICENESS), check=False,
-        )
-        return build.returncode == 0
+        """One build in the builder process (see the module's note); its run is recorded in
+        the same Dagster instance, so the Dagster UI shows it."""
+        return self.builder.build()
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            self.builder.close()
+
+    def _run(self) -> None:
         while not self.stopping.is_set():
             if not self.changed.wait(timeout=0.5):
+                if self.builder.idle_for() > self.builder_idle_seconds:
+                    self.builder.close()
                 continue
             backoff = self.interval * 2 ** min(self.failures, 4)
             wait = self.last_started + backoff - time.monotonic()
@@ -200,16 +265,33 @@ class Runner:
                 time.sleep(self.poll_seconds)
 
 
-def refresh_marts_once() -> int:
-    """`python -m orchestration refresh-marts`: one marts build; exit status 0 if it passed."""
+def build_marts(instance: DagsterInstance) -> bool:
+    """One marts build, recorded in `instance`; True if it passed."""
+    result = defs.resolve_job_def(REFRESH_MARTS).execute_in_process(
+        instance=instance, raise_on_error=False,
+        tags={"pulsetrace/trigger": "events processed"},
+    )
+    return result.success
+
+
+def serve_marts_builds() -> int:
+    """`python -m orchestration marts-builder`: the runner's MartsBuilder child. A build per
+    request line on stdin, each answered on stdout; ends when stdin closes."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    result = defs.resolve_job_def(REFRESH_MARTS).execute_in_process(
-        instance=DagsterInstance.get(), raise_on_error=False,
-        tags={"pulsetrace/trigger": "events processed"},
-    )
-    return 0 if result.success else 1
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    # What a build prints (dbt, Dagster) goes to the log with stderr, not among the answers.
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    instance = DagsterInstance.get()
+    for _ in sys.stdin:
+        try:
+            passed = build_marts(instance)
+        except Exception:  # noqa: BLE001 - answered as a failed build; the next may pass
+            log.exception("the marts build failed")
+            passed = False
+        answers.write(BUILD_PASSED if passed else BUILD_FAILED)
+    return 0
 
 
 def main() -> None:

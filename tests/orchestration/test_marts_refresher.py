@@ -3,9 +3,10 @@ interval, and not while it works through a backlog (for at most the deferral lim
 
 from __future__ import annotations
 
+import sys
 import time
 
-from orchestration.runner import MartsRefresher
+from orchestration.runner import MartsBuilder, MartsRefresher
 
 
 class CountingRefresher(MartsRefresher):
@@ -61,3 +62,31 @@ def test_a_long_backlog_defers_builds_only_so_long() -> None:
     finally:
         refresher.stop()
         refresher.thread.join(5)
+
+
+# Speaks the builder's protocol as serve_marts_builds does: the first build passes, the second
+# fails, and the process dies on the third request without answering it.
+FLAKY_BUILDER = """
+import sys
+for answer in ("passed", "failed"):
+    sys.stdin.readline()
+    print(answer, flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_builds_are_served_by_one_child_started_again_after_it_died() -> None:
+    builder = MartsBuilder(command=(sys.executable, "-c", FLAKY_BUILDER))
+    try:
+        assert builder.build() is True
+        assert builder.process is not None
+        first = builder.process.pid
+        assert builder.build() is False  # a failed build: the child lives on
+        assert builder.process is not None and builder.process.pid == first
+        assert builder.build() is False  # the child died with this build
+        assert builder.process is None
+        assert builder.build() is True  # a new child for the next build
+        assert builder.process is not None and builder.process.pid != first
+    finally:
+        builder.close()
+    assert builder.process is None

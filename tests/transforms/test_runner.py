@@ -83,4 +83,10 @@ def test_the_runner_keeps_the_marts_fresh(running: tuple[IngestStack, Settings])
     # The dbt models are assets in the UI's instance, materialized by those runs.
     event = instance.get_latest_materialization_event(AssetKey("fct_issue_stats"))
     assert event is not None and event.run_id in {r.run_id for r in runs}
+    # One builder process served the builds: loading Dagster and the dbt project again for
+    # each build cost more CPU than the build.
+    builders = {entry.dagster_event.pid for run in runs[:2]
+                for entry in instance.all_logs(run.run_id)
+                if entry.dagster_event is not None and entry.dagster_event.pid is not None}
+    assert len(builders) == 1, builders
     marts.close()
