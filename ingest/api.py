@@ -14,7 +14,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -285,6 +285,9 @@ class Accepted:
     event_ids: list[str]
     rows: list[bytes]
     item_types: list[str]
+    # What takes a place in the rate limit without a row: the files of an envelope that
+    # carries no event (its event was sent before, or never), so that they cannot pass it.
+    counted_ids: list[str] = field(default_factory=list)
 
 
 # Relay's rule: a clock this far off is corrected (a wrong time zone, a clock never set); less
@@ -362,7 +365,7 @@ class Enqueued:
 def enqueue(st: IngestState, builder: RowBuilder) -> Enqueued:
     """Rate-limit and enqueue the builder's rows in one Redis round trip."""
     accepted = builder.accepted
-    if not accepted.rows:
+    if not accepted.rows and not accepted.counted_ids:
         return Enqueued([], None)
     per_minute = builder.info.rate_limit_per_minute or st.settings.ingest_rate_limit_per_minute
     try:
@@ -371,6 +374,7 @@ def enqueue(st: IngestState, builder: RowBuilder) -> Enqueued:
             builder.info.project_id,
             per_minute,
             list(zip(accepted.dedupe_ids, accepted.rows, strict=True)),
+            accepted.counted_ids,
         )
     except redis.RedisError:
         labelled(metrics.EVENTS_REJECTED, "queue_unavailable").inc(len(accepted.rows))
@@ -490,6 +494,8 @@ def handle_envelope(req: Request, st: IngestState, project_id: int) -> Answer:
             labelled(
                 metrics.ITEMS_COUNTED, item.type if item.type in COUNTED_ITEM_TYPES else "other"
             ).inc()
+    if files and not builder.accepted.rows:
+        builder.accepted.counted_ids.append(f"attachments:{header_id}")
     queued = enqueue(st, builder)
     if queued.limit_headers and not queued.statuses:
         return json_response(429, {"detail": "rate limited"}, queued.limit_headers)
@@ -504,9 +510,10 @@ def handle_envelope(req: Request, st: IngestState, project_id: int) -> Answer:
 
 def _store_files(st: IngestState, info: KeyInfo, event_id: str,
                  files: list[AttachmentFile]) -> None:
-    """After the event is queued: an attachment of an event the limit refused is not kept.
-    Not stored, the envelope is answered 503; sent again, its event is dropped as seen and
-    its files are stored (once: see ingest.attachments)."""
+    """After the event is queued: an attachment of an event the limit refused is not kept,
+    nor the files of an envelope without an event when the limit refused them (they count as
+    one event). Not stored, the envelope is answered 503; sent again, its event is dropped as
+    seen and its files are stored (once: see ingest.attachments)."""
     try:
         store_attachments(st.engine, st.blobs, info.organization_id, info.project_id,
                           event_id, files)

@@ -59,8 +59,9 @@ BUCKETS = 30
 MAX_EVENTS_PER_CALL = 10_000
 
 # ARGV: window_ms, seen_bucket_s, seen_buckets, rows_per_entry, entry_max_bytes, then per
-# request: its limit, its project's seen-set prefix, its event count n, the n event ids, its
-# piece count, then per piece: its row count, its rows concatenated, their lengths ("12,40").
+# request: its limit, its project's seen-set prefix, its event count n, the n event ids (those
+# with a row first, then those counted without one), its piece count, then per piece: its row
+# count, its rows concatenated, their lengths ("12,40").
 # KEYS: the landing stream, then per request its project key's rate-limit hash.
 # Returns per request {take, retry_ms, statuses}: the first `take` events passed the limit,
 # status 1 = accepted, 2 = seen before (in Redis or earlier in this call).
@@ -294,12 +295,18 @@ class _Request:
     project_id: int
     limit: int
     events: list[tuple[str, bytes]]
+    counted: list[str]  # ids counted against the limit (and dropped if seen) with no row
     result: EnqueueResult | None = None
     error: redis.RedisError | None = None
     done: bool = False
     # Held until the request is answered, or it is its turn to lead the next call: its
     # thread blocks on it, and only a thread that has something to do is woken.
     wakeup: threading.Lock = field(default_factory=_held_lock)
+
+    @property
+    def size(self) -> int:
+        """How many ids it puts to the rate limit."""
+        return len(self.events) + len(self.counted)
 
 
 class LandingQueue:
@@ -329,10 +336,14 @@ class LandingQueue:
         return math.ceil(per_minute * self.window_seconds / 60)
 
     def enqueue(
-        self, key_id: int, project_id: int, per_minute: int, events: list[tuple[str, bytes]]
+        self, key_id: int, project_id: int, per_minute: int, events: list[tuple[str, bytes]],
+        counted: list[str] | None = None,
     ) -> EnqueueResult:
-        """events: (event id, encoded landing row) pairs. Raises redis.RedisError if down."""
-        request = _Request(key_id, project_id, self.limit_for_window(per_minute), events)
+        """events: (event id, encoded landing row) pairs; counted: ids of what takes a place
+        in the rate limit but lands no row (files sent without their event), after the events
+        in the statuses. Raises redis.RedisError if Redis is down."""
+        request = _Request(key_id, project_id, self.limit_for_window(per_minute), events,
+                           counted or [])
         with self._lock:
             self._waiting.append(request)
             leads = not self._in_flight
@@ -376,10 +387,10 @@ class LandingQueue:
         request); the rest wait for the next call."""
         taken, events = 0, 0
         for request in self._waiting:
-            if taken and events + len(request.events) > MAX_EVENTS_PER_CALL:
+            if taken and events + request.size > MAX_EVENTS_PER_CALL:
                 break
             taken += 1
-            events += len(request.events)
+            events += request.size
         batch, self._waiting = self._waiting[:taken], self._waiting[taken:]
         return batch
 
@@ -391,9 +402,9 @@ class LandingQueue:
         ]
         for request in batch:
             keys.append(f"pulsetrace:ratelimit:{request.key_id}")
-            argv += (request.limit, f"pulsetrace:seen:{request.project_id}:",
-                     len(request.events))
+            argv += (request.limit, f"pulsetrace:seen:{request.project_id}:", request.size)
             argv += [event_id for event_id, _ in request.events]
+            argv += request.counted  # after the rows' ids: no piece refers to them
             pieces = _pieces([row for _, row in request.events])
             argv.append(len(pieces))
             for rows in pieces:
@@ -405,10 +416,11 @@ class LandingQueue:
                 request.error, request.done = exc, True
             return
         for request, (take, retry_ms, statuses) in zip(batch, replies, strict=True):
-            limited = int(take) < len(request.events)
+            total = request.size
+            limited = int(take) < total
             request.result = EnqueueResult(
                 statuses=[int(s) for s in statuses],
-                total=len(request.events),
+                total=total,
                 retry_after_seconds=max(1, math.ceil(int(retry_ms) / 1000)) if limited else 0,
             )
             request.done = True

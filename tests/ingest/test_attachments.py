@@ -1,6 +1,7 @@
 """Files sent with an event (envelope items of type `attachment`) are stored: the bytes in the
 blob store, a row in PostgreSQL `event_attachments`; an envelope sent again stores them once,
-and an attachment ingest cannot store is answered 503, so that the SDK sends it again."""
+an attachment ingest cannot store is answered 503, so that the SDK sends it again, and files
+sent without their event take a place in the key's rate limit."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
+from cli.bootstrap import BootstrapResult
 from core import db
 from core.blobs import blob_store
 from core.models import EventAttachment
@@ -108,3 +113,31 @@ def test_a_file_the_blob_store_refuses_is_answered_503_and_stored_when_sent_agai
     assert blob_store(stack.settings).get(stored.blob_key) == b"boom"
     # The event itself was queued by the first send, and lands once.
     assert len(stack.landed("event_id = {id:UUID}", {"id": event["event_id"]}, 1)) == 1
+
+
+def test_files_sent_without_their_event_count_against_the_key_rate_limit(
+    ingest_stack: IngestStack, fresh_project: BootstrapResult, set_key: Callable[..., None]
+) -> None:
+    # 400/min over the tests' 3 s window = 20 events per window; an envelope of files alone
+    # takes one place. Before, such envelopes passed any limit and filled the blob store.
+    set_key(fresh_project.public_key, rate_limit_per_minute=400)
+    time.sleep(1.2)  # the key cache (1 s in tests) picks the limit up
+    event_ids = [uuid.uuid4().hex for _ in range(25)]
+    answers = []
+    for event_id in event_ids:
+        item = json.dumps({"type": "attachment", "length": 3, "filename": "app.log"}).encode()
+        body = b"\n".join([json.dumps({"event_id": event_id}).encode(), item, b"log"]) + b"\n"
+        answers.append(post(ingest_stack, "envelope", body,
+                            project_id=fresh_project.project_id, key=fresh_project.public_key))
+    assert [a.status_code for a in answers] == [200] * 20 + [429] * 5
+    assert answers[-1].headers["X-Sentry-Rate-Limits"].endswith("::key:key_quota")
+    assert [len(attachments_of(ingest_stack, event_id)) for event_id in event_ids] == (
+        [1] * 20 + [0] * 5)
+    # Nothing was queued to land for them: the next event of the key lands alone.
+    time.sleep(ingest_stack.settings.ingest_rate_limit_window_seconds + 0.5)
+    event = an_event()
+    assert post(ingest_stack, "events", json.dumps([event]).encode(),
+                project_id=fresh_project.project_id,
+                key=fresh_project.public_key).status_code == 200
+    landed = ingest_stack.landed("project_id = {p:UInt64}", {"p": fresh_project.project_id}, 1)
+    assert len(landed) == 1
