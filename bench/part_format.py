@@ -84,6 +84,16 @@ def store(client: Client, pid: int, table: str, rows: pl.DataFrame, wide: bool,
             (merged - started) / rows.height * 1e6)
 
 
+def wide_part_threshold(client: Client, table: str) -> str:
+    """The table's min_bytes_for_wide_part as the migrations left it, else the server's."""
+    own = client.command(
+        "SELECT extract(create_table_query, 'min_bytes_for_wide_part = (\\\\d+)')"
+        " FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
+        parameters={"t": table})
+    return str(own or client.command(
+        "SELECT value FROM system.merge_tree_settings WHERE name = 'min_bytes_for_wide_part'"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=40_000)
@@ -102,15 +112,7 @@ def main() -> None:
             client = connect(url)
             pid = warehouse.pid
             assert pid is not None
-            settings = {table: client.command(
-                "SELECT value FROM system.merge_tree_settings WHERE name = "
-                "'min_bytes_for_wide_part'") for table in tables}
-            for table in tables:  # the table's own value, as the migrations left it
-                found = client.command(
-                    "SELECT extract(create_table_query, 'min_bytes_for_wide_part = (\\\\d+)') "
-                    "FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
-                    parameters={"t": table})
-                settings[table] = str(found or settings[table])
+            settings = {table: wide_part_threshold(client, table) for table in tables}
             figures: dict[tuple[str, str], list[tuple[float, float]]] = {}
             for run in range(args.runs):
                 for table, rows in tables.items():
