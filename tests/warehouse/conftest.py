@@ -14,6 +14,7 @@ from clickhouse_connect.driver.client import Client
 
 from core.embedded.process import free_port
 from core.embedded.warehouse_service import start_warehouse
+from core.warehouse import available_migrations, connect
 
 SECRET = "s3cret-pw"
 SMALL_BODY_LIMIT = 1024 * 1024
@@ -38,6 +39,21 @@ class Warehouse:
         }
         options.update(kwargs)
         return clickhouse_connect.get_client(**options)
+
+
+def database_before(warehouse: Warehouse, version: int) -> tuple[str, Client]:
+    """A new database with the migrations before `version` applied (the warehouse as an
+    earlier release left it): its URL and a client of it."""
+    url = f"{warehouse.url}upgrade_{uuid.uuid4().hex[:12]}"
+    bootstrap = connect(url, database="default")
+    bootstrap.command(f"CREATE DATABASE `{url.rsplit('/', 1)[1]}`")
+    bootstrap.close()
+    client = connect(url)
+    for migration in available_migrations():
+        if migration.version < version:
+            for statement in migration.statements():
+                client.command(statement)
+    return url, client
 
 
 @pytest.fixture(scope="session")

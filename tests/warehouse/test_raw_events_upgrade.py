@@ -8,8 +8,8 @@ import uuid
 
 from clickhouse_connect.driver.client import Client
 
-from core.warehouse import available_migrations, connect, migrate
-from tests.warehouse.conftest import Warehouse
+from core.warehouse import available_migrations, migrate
+from tests.warehouse.conftest import Warehouse, database_before
 
 COPY_VERSION = 8
 
@@ -17,16 +17,8 @@ COPY_VERSION = 8
 def test_an_existing_raw_events_keeps_its_rows_and_merges_to_the_first_copy(
     warehouse: Warehouse,
 ) -> None:
-    url = f"{warehouse.url}upgrade_{uuid.uuid4().hex[:12]}"
-    earlier = [m for m in available_migrations() if m.version < COPY_VERSION]
+    url, client = database_before(warehouse, COPY_VERSION)
     [keep_first] = [m for m in available_migrations() if m.version == COPY_VERSION]
-    bootstrap = connect(url, database="default")
-    bootstrap.command(f"CREATE DATABASE `{url.rsplit('/', 1)[1]}`")
-    bootstrap.close()
-    client = connect(url)
-    for migration in earlier:  # the warehouse as the previous release left it
-        for statement in migration.statements():
-            client.command(statement)
     twice, once = uuid.uuid4(), uuid.uuid4()
     columns = ["organization_id", "project_id", "event_id", "item_type", "received_at",
                "payload", "landing_retry"]
