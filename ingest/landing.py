@@ -18,12 +18,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import lz4.block
 import msgspec
 import redis
 from clickhouse_connect.driver.client import Client
 
 from core.inflight import insert_in_flight
 from ingest.queue import (
+    COMPRESSED_ROWS_FIELD,
+    DROPPED_ROWS_FIELD,
     ENTRY_MAX_BYTES,
     LANDING_GROUP,
     LANDING_STREAM,
@@ -102,16 +105,31 @@ class DrainResult:
 
 
 def _entry_bytes(fields: dict[bytes, bytes]) -> int:
+    """The entry's rows' bytes, uncompressed."""
+    compressed = fields.get(COMPRESSED_ROWS_FIELD)
+    if compressed is not None:
+        return int.from_bytes(compressed[:4], "little")  # the LZ4 block's size, stored first
     return len(fields.get(ROWS_FIELD) or fields.get(_LEGACY_ROW_FIELD) or b"")
+
+
+def entry_rows(fields: dict[bytes, bytes]) -> list[LandingRow]:
+    """The landing rows a stream entry holds, in order."""
+    if COMPRESSED_ROWS_FIELD in fields:
+        rows = _decoder.decode(lz4.block.decompress(fields[COMPRESSED_ROWS_FIELD]))
+        dropped = fields.get(DROPPED_ROWS_FIELD)
+        if dropped:
+            left_out = {int(position) for position in dropped.split(b",")}
+            rows = [row for position, row in enumerate(rows) if position not in left_out]
+        return rows
+    if ROWS_FIELD in fields:
+        return _decoder.decode(fields[ROWS_FIELD])
+    return [_legacy_decoder.decode(fields[_LEGACY_ROW_FIELD])]
 
 
 def _rows(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[LandingRow]:
     rows: list[LandingRow] = []
     for _, fields in entries:
-        if ROWS_FIELD in fields:
-            rows += _decoder.decode(fields[ROWS_FIELD])
-        else:
-            rows.append(_legacy_decoder.decode(fields[_LEGACY_ROW_FIELD]))
+        rows += entry_rows(fields)
     return rows
 
 

@@ -10,16 +10,18 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 
-import msgspec
 import pytest
 import redis
 
 from cli.bootstrap import BootstrapResult
 from core.redis import redis_client
 from core.warehouse import connect
-from ingest.landing import LandingRow, drain, encode_row
+from ingest.landing import LandingRow, drain, encode_row, entry_rows
 from ingest.queue import (
     ACCEPTED,
+    COMPRESS_MIN_ROWS,
+    COMPRESSED_ROWS_FIELD,
+    DROPPED_ROWS_FIELD,
     DUPLICATE,
     ENTRY_MAX_BYTES,
     ROW_COUNT_FIELD,
@@ -62,9 +64,7 @@ def stream(redis_url: str) -> Iterator[str]:
 
 
 def landed_ids(client: redis.Redis, stream: str) -> list[str]:
-    decoder = msgspec.msgpack.Decoder(list[LandingRow])
-    return [row.event_id for _, fields in client.xrange(stream)
-            for row in decoder.decode(fields[ROWS_FIELD])]
+    return [row.event_id for _, fields in client.xrange(stream) for row in entry_rows(fields)]
 
 
 def run_concurrently(queue: LandingQueue, calls: list[tuple[int, int, int, list[str]]]
@@ -315,7 +315,7 @@ def test_stream_entries_are_bounded_by_bytes(redis_url: str, stream: str) -> Non
     rows.insert(50, (huge, a_row(7006, huge, message="h" * (ENTRY_MAX_BYTES + 1000))))
     queue.enqueue(1, 7006, 10**6, rows)
     entries = client.xrange(stream)
-    sizes = [len(fields[ROWS_FIELD]) for _, fields in entries]
+    sizes = [sum(len(encode_row(row)) for row in entry_rows(fields)) for _, fields in entries]
     counts = [int(fields[ROW_COUNT_FIELD]) for _, fields in entries]
     assert sum(counts) == 101 and 1 in counts
     assert len(entries) >= 6  # ~20 rows of 50 KB per entry, not 100 rows in one of 5 MB
@@ -377,11 +377,57 @@ def test_a_request_with_events_seen_before_lands_only_its_new_ones(redis_url: st
     queue.enqueue(1, 7007, 10**6, [(ids[1], rows[ids[1]]), (ids[3], rows[ids[3]])])
     result = queue.enqueue(1, 7007, 10**6, [(i, rows[i]) for i in [*ids, ids[0]]])
     assert result.statuses == [ACCEPTED, DUPLICATE, ACCEPTED, DUPLICATE, ACCEPTED, DUPLICATE]
-    decoder = msgspec.msgpack.Decoder(list[LandingRow])
-    landed = [row for _, fields in client.xrange(stream)
-              for row in decoder.decode(fields[ROWS_FIELD])]
+    entries = client.xrange(stream)
+    assert all(ROWS_FIELD in fields for _, fields in entries)  # fewer than COMPRESS_MIN_ROWS
+    landed = [row for _, fields in entries for row in entry_rows(fields)]
     order = [1, 3, 0, 2, 4]
     assert [row.event_id for row in landed] == [ids[n] for n in order]
     assert [row.payload for row in landed] == [
         json.dumps({"message": f"event {n}"}).encode() for n in order
     ]
+
+
+def test_a_batch_travels_compressed_and_lands_only_what_was_accepted(
+    ingest_stack: IngestStack, fresh_project: BootstrapResult, stream: str
+) -> None:
+    """A batch's rows go to Redis as one LZ4 piece that the script cannot cut: it names the
+    rows it dropped (seen before, repeated in the batch, over the limit), and the drain
+    lands exactly the accepted ones, in order."""
+    client = redis_client(ingest_stack.settings.redis_url)
+    queue = LandingQueue(client, 60.0, stream=stream)
+    org_id, project_id = fresh_project.org_id, fresh_project.project_id
+    key_id = uuid.uuid4().int % 10**9  # a rate-limit window of its own
+    ids = [uuid.uuid4().hex for _ in range(30)]
+    rows = {i: a_row(project_id, i, org_id, f"checkout failed for order {n}")
+            for n, i in enumerate(ids)}
+    queue.enqueue(key_id, project_id, 10**6, [(ids[2], rows[ids[2]]), (ids[5], rows[ids[5]])])
+    entries_before = len(client.xrange(stream))
+    batch = [(i, rows[i]) for i in ids[:20]] + [(ids[7], rows[ids[7]])] + [
+        (i, rows[i]) for i in ids[20:]]
+    # 2 taken before in this key's window: 25 more fit, so the last 6 of 31 are over it.
+    result = queue.enqueue(key_id, project_id, 27, batch)
+    assert len(result.statuses) == 25 and result.rate_limited == 6
+    assert [n for n, status in enumerate(result.statuses) if status == DUPLICATE] == [2, 5, 20]
+    accepted = [event_id for (event_id, _), status in zip(batch, result.statuses, strict=False)
+                if status == ACCEPTED]
+    assert len(accepted) == 22
+
+    entries = client.xrange(stream)[entries_before:]
+    assert len(entries) == 1 and COMPRESSED_ROWS_FIELD in entries[0][1]
+    fields = entries[0][1]
+    # Positions in the piece: the duplicates 2, 5 and 20, and the six over the limit.
+    assert fields[DROPPED_ROWS_FIELD] == b"2,5,20,25,26,27,28,29,30"
+    assert int(fields[ROW_COUNT_FIELD]) == 22
+    assert len(fields[COMPRESSED_ROWS_FIELD]) < sum(len(row) for _, row in batch) / 2
+    assert len(batch) >= COMPRESS_MIN_ROWS
+    assert landed_ids(client, stream) == [ids[2], ids[5], *accepted]
+
+    warehouse = RecordingWarehouse(ingest_stack.settings.clickhouse_url)
+    drained = drain(client, warehouse, "test-consumer", stream=stream)  # type: ignore[arg-type]
+    assert drained.rows == 2 + 22
+    landed = warehouse.client.query(
+        "SELECT replaceAll(toString(event_id), '-', ''), payload FROM raw_events FINAL"
+        " WHERE project_id = {p:UInt64}", parameters={"p": project_id}).result_rows
+    assert sorted(landed) == sorted(
+        (i, json.dumps({"message": f"checkout failed for order {ids.index(i)}"}))
+        for i in [ids[2], ids[5], *accepted])
