@@ -1,10 +1,10 @@
 """Landing: accepted events travel through the Redis stream into ClickHouse `raw_events`.
 
-A landing row is encoded once by ingest (msgpack) and decoded here in batches (a batch's
-rows LZ4-compressed, see ingest.queue). The drain
-reads with a consumer group and acknowledges entries only after ClickHouse took the insert,
-so a worker killed mid-batch loses nothing: its pending entries are re-read by itself after a
-failed insert, or claimed by any worker once they have been idle for `claim_idle_ms`.
+A landing row is encoded once by ingest (msgpack; a batch's rows LZ4-compressed, see
+ingest.queue) and decoded here in batches. The drain reads with a consumer group and
+acknowledges entries only after ClickHouse took the insert, so a worker killed mid-batch
+loses nothing: its pending entries are re-read by itself after a failed insert, or claimed
+by any worker once they have been idle for `claim_idle_ms`.
 Re-inserting is harmless: `raw_events` collapses rows with the same (project, event id),
 and rows landed again are marked (`landing_retry`), so that processing, which reads rows
 by landing time, counts an event whose first copy it has processed only once.

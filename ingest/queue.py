@@ -52,7 +52,7 @@ LANDING_GROUP = "landing"
 # Stream entry fields: `n`, how many landing rows the entry holds; `b`, those rows as one
 # msgpack array (the script writes the array header before the concatenated rows); or `z`,
 # that array LZ4-compressed (a block with its size first), less the rows at the (0-based)
-# positions listed in `x` ("3,7"), which the script dropped.
+# positions listed in `x` ("3,7"; empty when it dropped none).
 ROW_COUNT_FIELD, ROWS_FIELD = b"n", b"b"
 COMPRESSED_ROWS_FIELD, DROPPED_ROWS_FIELD = b"z", b"x"
 COMPRESS_MIN_ROWS = 8
@@ -195,20 +195,16 @@ for _, req in ipairs(requests) do
   local event = 0  -- events of the request before this piece
   for at = req.pieces, req.pieces_end - 1, 3 do
     local count, body = tonumber(ARGV[at]), ARGV[at + 1]
-    local whole = true
     local out = {}  -- positions in the piece of the rows left out
     for i = event + 1, event + count do
-      if req.statuses[i] ~= 1 then
-        whole = false
-        out[#out + 1] = i - event - 1
-      end
+      if req.statuses[i] ~= 1 then out[#out + 1] = i - event - 1 end
     end
     if ARGV[at + 2] == 'z' then
       if #out < count then
         local k = #counts + 1
         counts[k], bodies[k], dropped[k] = count - #out, body, table.concat(out, ',')
       end
-    elseif whole then
+    elseif #out == 0 then
       counts[#counts + 1], bodies[#bodies + 1] = count, body
     else
       local kept, start, i = {}, 1, event
@@ -229,11 +225,7 @@ end
 local s = 1
 while s <= #bodies do
   if dropped[s] then  -- compressed: an entry of its own
-    if dropped[s] == '' then
-      redis.call('XADD', KEYS[1], '*', 'n', counts[s], 'z', bodies[s])
-    else
-      redis.call('XADD', KEYS[1], '*', 'n', counts[s], 'z', bodies[s], 'x', dropped[s])
-    end
+    redis.call('XADD', KEYS[1], '*', 'n', counts[s], 'z', bodies[s], 'x', dropped[s])
     s = s + 1
   else
     local last, count, size = s, counts[s], #bodies[s]
