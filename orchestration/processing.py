@@ -53,6 +53,7 @@ from core.models import (
     ReleaseProject,
 )
 from core.settings import get_settings
+from core.warehouse import insert_rows
 from ingest.queue import SEEN_BUCKET_SECONDS
 from orchestration.source_maps import StoredSourceMaps
 from pipelines.batch import ProcessedRows, no_failures, process_isolating
@@ -546,7 +547,7 @@ def _store_chunk(session: Session, client: Client, processed: ProcessedRows,
     events = with_issue_ids(counted, issue_ids)
     for table, frame in (("events", events), ("transactions", processed.transactions)):
         if frame.height:
-            client.insert_arrow(table, frame.to_arrow())
+            insert_rows(client, table, frame.to_arrow())
     result.events += events.height
     result.transactions += processed.transactions.height
     result.new_issues += new_issues
@@ -616,7 +617,7 @@ def process_window(
             # Feedback last: it may name an event of any chunk of the window.
             linked = _link_feedback(client, pl.concat(feedback), pl.concat(issues_of_events))
             if linked.height:
-                client.insert_arrow("feedback", linked.to_arrow())
+                insert_rows(client, "feedback", linked.to_arrow())
             result.feedback = linked.height
             # Before the cursor moves, in its transaction: a window run again (its commit
             # failed) records the same events again, which keeps one record of each.
@@ -678,7 +679,7 @@ def record_dead_letters(client: Client, failed: pl.DataFrame, retried: bool = Fa
                                  .alias("failed_at"))
     rows = rows.select(DEAD_LETTER_COLUMNS).with_columns(
         pl.lit(int(retried), pl.UInt8).alias("retried"))
-    client.insert_arrow("dead_letter_events", rows.to_arrow())
+    insert_rows(client, "dead_letter_events", rows.to_arrow())
 
 
 def _key_columns() -> list[pl.Expr]:

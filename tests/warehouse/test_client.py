@@ -11,6 +11,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 from clickhouse_connect.driver.external import ExternalData
 
+from core.warehouse import insert_rows
 from tests.warehouse.conftest import Warehouse
 
 
@@ -64,6 +65,17 @@ def test_query_arrow_and_insert_arrow(client: Client, table: str) -> None:
     back = client.query_arrow(f"SELECT id, msg FROM {table} ORDER BY id")
     assert back.num_rows == 10_000
     assert back.column("msg")[7].as_py() == "message\n\n7"
+
+
+def test_insert_rows_as_an_arrow_stream(client: Client, table: str) -> None:
+    """core.warehouse.insert_rows, the way processing stores its rows: every row, in the
+    named columns whatever their order in the table."""
+    rows = pa.table({"msg": pa.array([f"event {i}\n\nü" for i in range(25_000)]),
+                     "id": pa.array(range(25_000), pa.uint64())})
+    assert insert_rows(client, table, rows) == 25_000
+    assert client.query(f"SELECT count(), sum(id), any(msg) FROM {table} WHERE id = 7"
+                        ).result_rows == [(1, 7, "event 7\n\nü")]
+    assert client.command(f"SELECT count() FROM {table}") == 25_000
 
 
 def test_command_results(client: Client, table: str) -> None:

@@ -132,6 +132,80 @@ def test_insert_in_url_with_chunked_body(warehouse: Warehouse, client: Client) -
     assert client.command(f"SELECT count() FROM {table}") == 100
 
 
+def _exchange(warehouse: Warehouse, data: bytes, close_sending: bool = True) -> bytes:
+    """Send raw bytes on one connection; everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", warehouse.port), timeout=10) as sock:
+        sock.sendall(data)
+        if close_sending:
+            sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def _insert_head(table: str, extra: str) -> bytes:
+    target = "/?" + urlencode({"query": f"INSERT INTO {table} FORMAT TSV",
+                               "database": "pulsetrace"})
+    return f"POST {target} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode()
+
+
+def test_large_insert_streams_into_the_table(warehouse: Warehouse, client: Client) -> None:
+    """A body far larger than a socket buffer goes to the engine as it arrives; every row
+    lands, each whole."""
+    table = make_table(client, "large_insert")
+    line = "{}\t" + "x" * 1_000 + "\n"
+    data = "".join(line.format(i) for i in range(40_000)).encode()  # ~40 MB
+    response = post(warehouse, data, query=f"INSERT INTO {table} FORMAT TSV",
+                    database="pulsetrace")  # fmt: skip
+    assert response.status == 200, response.data
+    assert client.query(f"SELECT count(), uniqExact(id), min(length(msg)), max(length(msg))"
+                        f" FROM {table}").result_rows == [(40_000, 40_000, 1_000, 1_000)]
+
+
+def test_body_ending_before_its_length_inserts_nothing(
+    warehouse: Warehouse, client: Client
+) -> None:
+    table = make_table(client, "short_body")
+    rows = b"".join(f"{i}\tline {i}\n".encode() for i in range(1_000))
+    head = _insert_head(table, f"Content-Length: {len(rows) + 5_000}\r\n")
+    reply = _exchange(warehouse, head + rows)
+    assert reply.startswith(b"HTTP/1.1 400 Bad Request\r\n"), reply[:300]
+    assert b"Connection: close\r\n" in reply
+    assert b"The request body ended before its Content-Length" in reply
+    assert client.command(f"SELECT count() FROM {table}") == 0
+    assert_still_serving(warehouse)
+
+
+def test_broken_chunked_body_inserts_nothing(warehouse: Warehouse, client: Client) -> None:
+    table = make_table(client, "broken_chunks")
+    rows = b"".join(f"{i}\tline {i}\n".encode() for i in range(100))
+    chunk = f"{len(rows):x}\r\n".encode() + rows + b"\r\n"
+    head = _insert_head(table, "Transfer-Encoding: chunked\r\n")
+    reply = _exchange(warehouse, head + chunk + b"zz\r\nnot hex\r\n")
+    assert reply.startswith(b"HTTP/1.1 400 Bad Request\r\n"), reply[:300]
+    assert b"Malformed chunk size line" in reply
+    assert client.command(f"SELECT count() FROM {table}") == 0
+    assert_still_serving(warehouse)
+
+
+def test_unread_body_is_skipped_for_the_next_request(
+    warehouse: Warehouse, client: Client
+) -> None:
+    """A request refused before its body was read (an unknown table) leaves the connection
+    at the next request, which is served."""
+    rows = b"".join(f"{i}\tline {i}\n".encode() for i in range(5_000))
+    refused = _insert_head("no_such_table", f"Content-Length: {len(rows)}\r\n") + rows
+    query = b"SELECT 40 + 2"
+    following = (f"POST /?database=pulsetrace HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                 f"{len(query)}\r\nConnection: close\r\n\r\n").encode() + query
+    reply = _exchange(warehouse, refused + following, close_sending=False)
+    first, _, second = reply.partition(b"HTTP/1.1 200 OK\r\n")
+    assert first.startswith(b"HTTP/1.1 404 Not Found\r\n"), reply[:300]
+    assert b"no_such_table" in first
+    assert second.endswith(b"\r\n\r\n42\n"), reply[-300:]
+
+
 @pytest.mark.parametrize(
     "encoding, compress",
     [

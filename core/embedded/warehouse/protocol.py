@@ -241,6 +241,8 @@ class Body:
         while True:
             try:
                 chunk = reader.read(CHUNK)
+            except WarehouseError:  # reading the body from the connection failed
+                raise
             except Exception as exc:  # each codec has its own error types
                 code = _DECODE_ERROR_CODES.get(self.encoding, errors.CANNOT_DECOMPRESS)
                 raise WarehouseError(
