@@ -177,12 +177,15 @@ def test_body_ending_before_its_length_inserts_nothing(
     assert_still_serving(warehouse)
 
 
-def test_broken_chunked_body_inserts_nothing(warehouse: Warehouse, client: Client) -> None:
+@pytest.mark.parametrize("size_line", [b"zz", b"-5", b"0x5", b""])
+def test_broken_chunked_body_inserts_nothing(
+    warehouse: Warehouse, client: Client, size_line: bytes
+) -> None:
     table = make_table(client, "broken_chunks")
     rows = b"".join(f"{i}\tline {i}\n".encode() for i in range(100))
     chunk = f"{len(rows):x}\r\n".encode() + rows + b"\r\n"
     head = _insert_head(table, "Transfer-Encoding: chunked\r\n")
-    reply = _exchange(warehouse, head + chunk + b"zz\r\nnot hex\r\n")
+    reply = _exchange(warehouse, head + chunk + size_line + b"\r\nnot a chunk\r\n")
     assert reply.startswith(b"HTTP/1.1 400 Bad Request\r\n"), reply[:300]
     assert b"Malformed chunk size line" in reply
     assert client.command(f"SELECT count() FROM {table}") == 0

@@ -354,11 +354,11 @@ class RequestBody:
     def _read_chunked(self, size: int) -> bytes:
         if not self._left:
             size_line = self._reader.readline(MAX_LINE + 1)
-            try:
-                self._left = int(size_line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise _bad_request(f"Malformed chunk size line: {size_line[:80]!r}") from None
-            if self._left <= 0:
+            digits = size_line.split(b";", 1)[0].strip()
+            if not digits or digits.strip(b"0123456789abcdefABCDEF"):  # int() takes -5, 0x5
+                raise _bad_request(f"Malformed chunk size line: {size_line[:80]!r}")
+            self._left = int(digits, 16)
+            if not self._left:
                 _headers(self._reader)  # trailers, ignored
                 self._done = True
                 return b""
