@@ -37,7 +37,6 @@ def _pool(postgres: PostgresResource, blobs: BlobStoreResource) -> PipelinePool 
 class BatchConfig(dg.Config):
     after: str  # ISO landing times: the batch is after < landed_at <= upto
     upto: str
-    rows: int = 0  # how many raw events the runner counted in the window (0: not counted)
 
 
 @dg.multi_asset(
@@ -60,8 +59,7 @@ def processed_batch(
     postgres: PostgresResource,
     blobs: BlobStoreResource,
 ) -> Iterator[dg.MaterializeResult]:
-    window = Window(datetime.fromisoformat(config.after), datetime.fromisoformat(config.upto),
-                    config.rows)
+    window = Window(datetime.fromisoformat(config.after), datetime.fromisoformat(config.upto))
     result = process_window(warehouse.client(), postgres.engine, blobs.store(), window,
                             _source_maps, pool=_pool(postgres, blobs))
     context.log.info(f"{result.raw} raw events processed in window {config.after}..{config.upto}")

@@ -83,7 +83,13 @@ class PipelinePool:
         chunks = [raw.slice(start, size) for start in range(0, raw.height, size)] or [raw]
         configs = dict(scrub_configs)
         with self._lock:
-            executor = self._started()
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(
+                    max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_start_worker, initargs=self.storage)
+            executor = self._executor
 
             def submit(chunk: pl.DataFrame) -> list[Future[PartRows]]:
                 return [executor.submit(_process_part, part.to_arrow(), configs)
@@ -107,36 +113,9 @@ class PipelinePool:
             finally:
                 for future in following:  # the caller stopped early: drop what is queued
                     future.cancel()
-                self._stop_when_idle()
-
-    def start(self) -> None:
-        """Start the workers now, if they are not running, without waiting for them: a runner
-        that knows a large window is coming starts them before it reads the window, so that
-        their start (~0.8 s of CPU each to import the pipeline) overlaps the read. Stopped
-        again after IDLE_SECONDS if no window comes."""
-        with self._lock:
-            if self._executor is None:
-                executor = self._started()
-                # A task per worker: a spawning pool starts a process per task none is idle for.
-                for _ in range(self.workers):
-                    executor.submit(_ready)
-                self._stop_when_idle()
-
-    def _started(self) -> ProcessPoolExecutor:
-        """The executor, created if need be; its idle stop is off until _stop_when_idle.
-        Called with the lock held."""
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_worker, initargs=self.storage)
-        return self._executor
-
-    def _stop_when_idle(self) -> None:
-        self._idle_timer = threading.Timer(IDLE_SECONDS, self.close)
-        self._idle_timer.daemon = True
-        self._idle_timer.start()
+                self._idle_timer = threading.Timer(IDLE_SECONDS, self.close)
+                self._idle_timer.daemon = True
+                self._idle_timer.start()
 
     def close(self) -> None:
         with self._lock:
@@ -159,10 +138,6 @@ def _start_worker(database_url: str, blob_url: str, s3_endpoint_url: str | None,
                                     blob_store_at(blob_url, s3_endpoint_url))
     if setup is not None:
         setup()
-
-
-def _ready() -> None:
-    """The task that makes a worker start (PipelinePool.start)."""
 
 
 def _process_part(raw: pa.Table, scrub_configs: dict[int, ScrubConfig]) -> PartRows:

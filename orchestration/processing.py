@@ -19,7 +19,7 @@ import hmac
 import logging
 from collections.abc import Iterable
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -88,12 +88,10 @@ RAW_COLUMNS = (
 
 @dataclass(frozen=True)
 class Window:
-    """Raw events with after < landed_at <= upto; `rows`: how many next_window counted
-    there (0: not counted), which tells the pool to start before the window is read."""
+    """Raw events with after < landed_at <= upto."""
 
     after: datetime
     upto: datetime
-    rows: int = field(default=0, compare=False)
 
 
 @dataclass
@@ -165,7 +163,7 @@ def next_window(
             break
         total += count
         upto = landed_at
-    return Window(after, _utc(upto), total)
+    return Window(after, _utc(upto))
 
 
 def _utc(value: datetime) -> datetime:
@@ -581,8 +579,6 @@ def process_window(
     and no longer in the one it leaves (see apply_issue_changes). A pool runs a large
     window's pipeline in several processes."""
     result = BatchResult()
-    if pool is not None and pool.parts_for(window.rows) > 1:
-        pool.start()
     with system_session(engine) as session, session.begin():
         if cursor_name is None:
             session.execute(select(func.pg_advisory_xact_lock(REPROCESSING_LOCK)))

@@ -219,8 +219,7 @@ class Runner:
             return False
         result = self.job.execute_in_process(
             run_config={"ops": {"processed_batch": {"config": {
-                "after": window.after.isoformat(), "upto": window.upto.isoformat(),
-                "rows": window.rows}}}},
+                "after": window.after.isoformat(), "upto": window.upto.isoformat()}}}},
             instance=self.instance,
             raise_on_error=False,
             tags={"pulsetrace/window": f"{window.after.isoformat()}..{window.upto.isoformat()}"},

@@ -4,14 +4,12 @@ caller's process gives, source maps from storage included."""
 from __future__ import annotations
 
 import random
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import orjson
 import polars as pl
-import psutil
 import pytest
 from polars.testing import assert_frame_equal
 from sqlalchemy import select
@@ -21,7 +19,7 @@ from core.blobs import blob_store
 from core.models import Issue
 from ingest.landing import COLUMNS
 from orchestration.parallel import MIN_ROWS_PER_WORKER, PipelinePool
-from orchestration.processing import Window, next_window, process_window, read_cursor
+from orchestration.processing import Window, process_window, read_cursor
 from orchestration.source_maps import StoredSourceMaps
 from pipelines.batch import process_raw_events
 from pipelines.scrubbing import ScrubConfig
@@ -66,13 +64,6 @@ def a_large_batch(stack: IngestStack, bundle: Bundle) -> tuple[pl.DataFrame, str
     return raw, browser_error["event_id"]
 
 
-def received_now(raw: pl.DataFrame) -> pl.DataFrame:
-    """Fresh ids, received now (raw_events keeps a week: the set's old dates would expire)."""
-    return raw.with_columns(
-        pl.Series("event_id", [uuid.uuid4().hex for _ in range(raw.height)]),
-        pl.lit(datetime.now(UTC)).cast(pl.Datetime("ms", "UTC")).alias("received_at"))
-
-
 def land(stack: IngestStack, raw: pl.DataFrame) -> Window:
     """Lands raw in raw_events in one insert; returns the window that holds just that insert."""
     return land_frame(stack.warehouse, raw.select(COLUMNS))
@@ -106,7 +97,11 @@ def test_process_window_spreads_a_large_window_over_the_pool(
     ingest_stack: IngestStack, pool: PipelinePool, stored_bundle: Bundle
 ) -> None:
     stack = ingest_stack
-    raw = received_now(a_large_batch(stack, stored_bundle)[0])
+    raw, _ = a_large_batch(stack, stored_bundle)
+    # Fresh ids, received now (raw_events keeps a week: the set's old dates would expire).
+    raw = raw.with_columns(pl.Series("event_id", [uuid.uuid4().hex for _ in range(raw.height)]),
+                           pl.lit(datetime.now(UTC)).cast(pl.Datetime("ms", "UTC"))
+                           .alias("received_at"))
     window = land(stack, raw)
     result = process_window(
         stack.warehouse, db.make_engine(stack.settings.database_url),
@@ -203,40 +198,3 @@ def test_events_of_a_deleted_project_do_not_block_the_others(ingest_stack: Inges
             Issue.project_id == project.project_id)).all()
     assert titles == ["still here 0"]
     assert read_cursor(engine, cursor) == window.upto
-
-
-def _workers_of(parent: psutil.Process) -> list[psutil.Process]:
-    return [child for child in parent.children()
-            if "spawn_main" in " ".join(child.cmdline())]
-
-
-def test_a_window_counted_large_has_its_workers_started_before_it_is_read(
-    ingest_stack: IngestStack, stored_bundle: Bundle
-) -> None:
-    """The runner counts a window's rows (next_window); a large one starts the pool's workers
-    at once (PipelinePool.start, called by process_window before it reads the rows), so that
-    their start-up overlaps the read. They then process the window as usual."""
-    stack = ingest_stack
-    raw = received_now(a_large_batch(stack, stored_bundle)[0])
-    landed = land(stack, raw)
-    window = next_window(stack.warehouse, landed.after)
-    assert window is not None and window.upto == landed.upto
-    assert window.rows == raw.height
-
-    fresh = PipelinePool(stack.settings.database_url, stack.settings.blob_url, None, workers=2)
-    me = psutil.Process()
-    try:
-        before = {worker.pid for worker in _workers_of(me)}
-        assert fresh.parts_for(window.rows) == 2
-        fresh.start()
-        deadline = time.monotonic() + 60
-        while len([w for w in _workers_of(me) if w.pid not in before]) < 2:
-            assert time.monotonic() < deadline, "the workers did not start"
-            time.sleep(0.1)
-        started = {w.pid for w in _workers_of(me)} - before
-        configs = {stack.project.project_id: ScrubConfig()}
-        assert fresh.run(raw, configs).events.height == raw.height
-        # The same two processes did the work: none was started again for it.
-        assert {w.pid for w in _workers_of(me)} - before == started
-    finally:
-        fresh.close()
