@@ -251,9 +251,7 @@ def test_garbage_query(warehouse: Warehouse) -> None:
 
 
 def test_malformed_http_request(warehouse: Warehouse) -> None:
-    with socket.create_connection(("127.0.0.1", warehouse.port)) as sock:
-        sock.sendall(b"THIS IS NOT HTTP\r\n\r\n")
-        reply = sock.recv(65536)
+    reply = _exchange(warehouse, b"THIS IS NOT HTTP\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert b"X-ClickHouse-Exception-Code: 36\r\n" in reply
     assert b"Code: 36. DB::Exception: Malformed HTTP request line" in reply
