@@ -1,7 +1,9 @@
 """Processing throughput and the delay from ingest to issue.
 
-Goal (issue 5): 10,000 events/s processed on 2 cores; p95 under 5 s from the ingest's 200 to
-the issue existing in PostgreSQL, under steady load.
+Aims: 10,000 events/s processed on 2 cores; p95 under 5 s from the ingest's 200 to the issue
+existing in PostgreSQL, under steady load. Both are the team's own (set with issue 5's first
+build): the issue itself names no figure beyond leaving per-event peers far behind (Bugsink
+processes about 47 events/s on this kind of machine).
 
 1. The pipeline functions alone (symbolicate → scrub → fingerprint → event rows) on 100k
    realistic events, in batches of 10k as the runner would take them: in one process, then
@@ -149,7 +151,7 @@ def bench_functions(n: int, batch: int = 10_000) -> None:
         stages["rows"] += time.perf_counter() - t
     total = time.perf_counter() - started
     print(f"1. pipeline functions, {n:,} events in batches of {batch:,}: "
-          f"{n / total:,.0f} events/s on one core (goal 10,000/s on 2 cores)")
+          f"{n / total:,.0f} events/s on one core (aim 10,000/s on 2 cores)")
     for name, seconds in stages.items():
         print(f"   {name:<12} {n / seconds:>10,.0f} events/s  ({seconds / total:.0%} of the time)")
 
@@ -232,7 +234,7 @@ def bench_functions_parallel(stack: Stack, n: int, batch: int = 10_000) -> None:
     finally:
         pool.close()
     print(f"1b. the same through the runner's pool of {workers} worker processes: "
-          f"{n / total:,.0f} events/s (goal 10,000/s on 2 cores)")
+          f"{n / total:,.0f} events/s (aim 10,000/s on 2 cores)")
 
 
 def bench_asset(stack: Stack, n: int, landing_batch: int = 5_000) -> None:
@@ -272,7 +274,7 @@ def bench_asset(stack: Stack, n: int, landing_batch: int = 5_000) -> None:
     print(f"2. the stack's runner (Dagster job per window, pool of {os.cpu_count()} workers) "
           f"over {n:,} raw events landed in inserts of {landing_batch:,}: "
           f"{n / total:,.0f} events/s from landing to processed "
-          f"({processed:,} error events now in ClickHouse; goal 10,000/s)")
+          f"({processed:,} error events now in ClickHouse; aim 10,000/s)")
 
 
 def bench_delay(stack: Stack, rate: float, seconds: float) -> None:
@@ -324,7 +326,7 @@ def bench_delay(stack: Stack, rate: float, seconds: float) -> None:
     p50 = statistics.median(delays)
     p95 = delays[min(len(delays) - 1, int(len(delays) * 0.95))]
     print(f"3. delay from ingest 200 to the issue in PostgreSQL, {rate:.0f} new issues/s for "
-          f"{seconds:.0f} s: p50 {p50:.2f} s, p95 {p95:.2f} s (goal p95 < 5 s); "
+          f"{seconds:.0f} s: p50 {p50:.2f} s, p95 {p95:.2f} s (aim p95 < 5 s); "
           f"{len(delays)} of {len(sent)} seen, {missing} missing")
 
 
