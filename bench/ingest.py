@@ -682,6 +682,7 @@ def start_probe_redis() -> tuple[subprocess.Popen[bytes], str]:
             return process, f"redis://127.0.0.1:{port}/0"
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
                 raise SystemExit("the probe's Redis did not start") from None
             time.sleep(0.1)
 
@@ -705,9 +706,10 @@ def start_reference(stack: Stack, public_key: str,
             urllib.request.urlopen(url, timeout=2).close()
             break
         except urllib.error.HTTPError:
-            break  # it answers (a GET without a key gets 403)
+            break  # it answers (GET / is a 404)
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
                 raise SystemExit("the reference app did not start; see reference.log") from None
             time.sleep(0.2)
     return process, url
@@ -718,10 +720,14 @@ class Probe:
     phase's envelopes and connections, whatever the phase: a gauge of the machine's speed."""
 
     def __init__(self, stack: Stack, phase: Phase, project: Project, work: Path) -> None:
-        self.stack, self.phase, self.work = stack, phase, work
+        self.stack, self.work = stack, work
         self.redis, redis_url = start_probe_redis()
+        try:
+            self.process, url = start_reference(stack, project.public_key, redis_url)
+        except BaseException:
+            self.redis.terminate()
+            raise
         stack.service_pids["probe redis"] = self.redis.pid
-        self.process, url = start_reference(stack, project.public_key, redis_url)
         stack.service_pids["probe"] = self.process.pid
         # Repeated bodies are fine here: the probe does not drop repeated event ids.
         self.bodies = make_bodies(phase, project, 5_000, work, "probe")
