@@ -513,6 +513,24 @@ class PipelineCursor(Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
+class ReprocessingPreviousIssue(Base):
+    """The issue an event was counted in before a reprocessing attempt that has not committed
+    (system data, not a tenant's).
+
+    Reprocessing replaces an event's row in ClickHouse (naming its issue now) before its
+    transaction here commits, and reads an event's previous issue from that row. Should the
+    transaction fail, the row names the new issue, and the attempt run again would take the
+    event as counted there already: its count would never move. So an attempt first commits
+    here, in a transaction of its own, the issue each event it moves was counted in, reads
+    these before the rows, and deletes them in its own transaction."""
+
+    __tablename__ = "reprocessing_previous_issues"
+
+    project_id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    issue_id: Mapped[int]  # 0: counted in none (it had no row)
+
+
 
 # --- sign-in sessions and issue comments (management API) --------------------------------------
 

@@ -32,6 +32,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    delete,
     func,
     literal,
     select,
@@ -51,6 +52,7 @@ from core.models import (
     Project,
     Release,
     ReleaseProject,
+    ReprocessingPreviousIssue,
 )
 from core.settings import get_settings
 from core.warehouse import insert_rows
@@ -265,19 +267,22 @@ def _release_ids(session: Session, rows: pl.DataFrame) -> dict[tuple[int, str], 
     return ids
 
 
-def _issue_keys_in(keys: list[tuple[int, str]]) -> Any:
-    """Issues whose (project, fingerprint) is one of `keys`.
+def _project_keys_in(project_id: Any, key: Any, keys: list[tuple[int, str]]) -> Any:
+    """Rows whose (project_id, key) is one of `keys` (key: a text column).
 
     The keys go as two array parameters: a list of row(...) items takes two parameters each
     (PostgreSQL takes 65,535 a statement) and its parser recurses on every item (10,000 of
     them exceeded its stack depth), so a window of that many issues (a backlog of unique
     messages, a reprocessing) failed storing, again and again."""
     projects = literal([p for p, _ in keys], ARRAY(BigInteger))
-    fingerprints = literal([f for _, f in keys], ARRAY(String))
-    pairs = func.unnest(projects, fingerprints).table_valued(
-        "project_id", "fingerprint_hash").render_derived("issue_keys")
-    return tuple_(Issue.project_id, Issue.fingerprint_hash).in_(
-        select(pairs.c.project_id, pairs.c.fingerprint_hash))
+    texts = literal([k for _, k in keys], ARRAY(String))
+    pairs = func.unnest(projects, texts).table_valued("project_id", "key").render_derived("keys")
+    return tuple_(project_id, key).in_(select(pairs.c.project_id, pairs.c.key))
+
+
+def _issue_keys_in(keys: list[tuple[int, str]]) -> Any:
+    """Issues whose (project, fingerprint) is one of `keys`."""
+    return _project_keys_in(Issue.project_id, Issue.fingerprint_hash, keys)
 
 
 def _existing_issues(session: Session, summary: pl.DataFrame) -> pl.DataFrame:
@@ -499,21 +504,60 @@ def _not_counted_before(client: Client, events: pl.DataFrame) -> pl.DataFrame:
     return events.join(resent, on=["project_id", "event_id"], how="anti", maintain_order="left")
 
 
-def _previous_issues(client: Client, events: pl.DataFrame) -> pl.DataFrame:
-    """The issue each of `events` is stored with in `events` (project_id, event_id, issue_id),
-    for those processed before: what reprocessing compares their issue now with. Read before
-    the batch's rows replace them. (Rows written by a window whose transaction then failed
-    to commit read as moved already: ClickHouse and PostgreSQL commit apart.)"""
-    schema = {"project_id": pl.UInt64, "event_id": pl.Utf8, "issue_id": pl.UInt64}
+_PREVIOUS_SCHEMA = {"project_id": pl.UInt64, "event_id": pl.Utf8, "issue_id": pl.UInt64}
+
+
+def _previous_issues(client: Client, events: pl.DataFrame, held: pl.DataFrame) -> pl.DataFrame:
+    """The issue each of `events` counts in now (project_id, event_id, issue_id), for those
+    processed before: what reprocessing compares their issue now with. Read before the
+    batch's rows replace them: from those rows, unless an attempt that did not commit has
+    replaced them already: then from the record it `held` (see ReprocessingPreviousIssue)."""
     if events.is_empty():
-        return pl.DataFrame(schema=schema)
+        return pl.DataFrame(schema=_PREVIOUS_SCHEMA)
     # A reprocessed row replaces the one of its (project, day, event id).
     where, parameters = _stored_rows_of(events)
     found = client.query(
         "SELECT project_id, replaceAll(toString(event_id), '-', ''), issue_id FROM events FINAL"
         f" {where}", parameters=parameters,
     ).result_rows
-    return pl.DataFrame(found, schema=schema, orient="row")
+    stored = pl.DataFrame(found, schema=_PREVIOUS_SCHEMA, orient="row")
+    if held.is_empty():
+        return stored
+    return pl.concat([stored.join(held, on=["project_id", "event_id"], how="anti"), held])
+
+
+def _held_previous_issues(session: Session, events: pl.DataFrame) -> pl.DataFrame:
+    """The records an uncommitted attempt left for `events` (issue_id 0: in none)."""
+    previous = ReprocessingPreviousIssue
+    held = session.execute(
+        select(previous.project_id, previous.event_id, previous.issue_id).where(
+            _project_keys_in(previous.project_id, previous.event_id,
+                             list(events.select("project_id", "event_id").iter_rows())))
+    ).all()
+    return pl.DataFrame(held, schema=_PREVIOUS_SCHEMA, orient="row")
+
+
+def _hold_previous_issues(engine: Engine, events: pl.DataFrame, previous: pl.DataFrame) -> bool:
+    """Commit, apart from the window's transaction, the issue each of `events` that moves was
+    counted in, before its row in ClickHouse names the new one. A record already there (an
+    attempt before failed) is kept: it is the one counts were committed by. Returns whether
+    any event moves."""
+    moved = (
+        events.select("project_id", "event_id", "issue_id")
+        .join(previous.rename({"issue_id": "previous_id"}), on=["project_id", "event_id"],
+              how="left")
+        .with_columns(pl.col("previous_id").fill_null(0))
+        .filter(pl.col("previous_id") != pl.col("issue_id"))
+    )
+    if moved.is_empty():
+        return False
+    records = [{"project_id": p, "event_id": e, "issue_id": i}
+               for p, e, i in moved.select("project_id", "event_id", "previous_id").iter_rows()]
+    with system_session(engine) as apart, apart.begin():
+        for start in range(0, len(records), 10_000):  # 3 parameters a row, 65,535 a statement
+            apart.execute(insert(ReprocessingPreviousIssue).values(
+                records[start:start + 10_000]).on_conflict_do_nothing())
+    return True
 
 
 def _stored_rows_of(events: pl.DataFrame) -> tuple[str, dict[str, Any]]:
@@ -533,21 +577,32 @@ def _stored_rows_of(events: pl.DataFrame) -> tuple[str, dict[str, Any]]:
     )
 
 
-def _store_chunk(session: Session, client: Client, processed: ProcessedRows,
+def _store_chunk(session: Session, engine: Engine, client: Client, processed: ProcessedRows,
                  reprocessing: bool, result: BatchResult) -> pl.DataFrame:
     """The issues of a chunk of a window's events, then its processed events and transactions.
     Chunks are stored in order in the window's one transaction, so storing a window in chunks
     leaves the same issues as storing it whole. Returns the events' (project_id, event_id,
     issue_id)."""
+    held_before = held_now = False
     if reprocessing:
-        counted, previous = processed.events, _previous_issues(client, processed.events)
+        counted = processed.events
+        held = _held_previous_issues(session, counted)
+        held_before, previous = not held.is_empty(), _previous_issues(client, counted, held)
     else:
         counted, previous = _not_counted_before(client, processed.events), None
     issue_ids, new_issues, regressions = apply_issue_changes(session, counted, previous)
     events = with_issue_ids(counted, issue_ids)
+    if previous is not None:
+        held_now = _hold_previous_issues(engine, events, previous)
     for table, frame in (("events", events), ("transactions", processed.transactions)):
         if frame.height:
             insert_rows(client, table, frame.to_arrow())
+    if held_before or held_now:
+        # Gone when the counts they describe commit; left, should they not.
+        kept = ReprocessingPreviousIssue
+        session.execute(delete(kept).where(_project_keys_in(
+            kept.project_id, kept.event_id,
+            list(events.select("project_id", "event_id").iter_rows()))))
     result.events += events.height
     result.transactions += processed.transactions.height
     result.new_issues += new_issues
@@ -558,9 +613,9 @@ def _store_chunk(session: Session, client: Client, processed: ProcessedRows,
 # Held by a reprocessing window's transaction, so that two reprocessings of one range (run
 # at once) do not both move the same event's count: the second reads the first's rows. Live
 # windows hold it shared: storing beside a reprocessing window, the two deadlocked on the
-# issues both update, and a reprocessing window aborted after some of its rows reached
-# ClickHouse read as "moved already" when run again. The live runner waits a reprocessing
-# window's few seconds instead.
+# issues both update, and one was aborted (run again, a reprocessing window then finds its
+# moves in ReprocessingPreviousIssue). The live runner waits a reprocessing window's few
+# seconds instead.
 REPROCESSING_LOCK = 0x70756C7365  # "pulse"
 
 
@@ -610,7 +665,7 @@ def process_window(
             with closing(chunks):
                 for processed in chunks:
                     issues_of_events.append(_store_chunk(
-                        session, client, processed, cursor_name is None, result))
+                        session, engine, client, processed, cursor_name is None, result))
                     feedback.append(processed.feedback)
                     if processed.failed.height:
                         failed.append(processed.failed)

@@ -33,6 +33,7 @@ from orchestration.processing import (
     dead_letters,
     process_window,
     read_cursor,
+    reprocess_window,
 )
 from pipelines.batch import StorageUnavailable
 from tests.orchestration.test_parallel import land
@@ -185,6 +186,47 @@ def test_a_poison_event_is_set_aside_and_retried_after_the_fix(
     assert [r[:2] for r in records(stack, project.project_id)] == [(poison_id, 1)]
     assert "no events set aside" in cli(stack, tmp_path, "dead-letters", "--project",
                                         str(project.project_id))
+
+
+def test_a_retry_interrupted_before_its_commit_counts_the_event_once_run_again(
+    ingest_stack: IngestStack, poisoned: pytest.MonkeyPatch
+) -> None:
+    """An event set aside, retried by a reprocessing attempt whose transaction fails after
+    the event's row reached ClickHouse (which commits apart): the next attempt still counts
+    it, though its row is stored, in the issue a later event of the same bug made meanwhile."""
+    stack = ingest_stack
+    engine = db.make_engine(stack.settings.database_url)
+    blobs = blob_store(stack.settings)
+    project = new_project(stack.settings)
+    cursor = f"test-dead-letters-{uuid.uuid4().hex}"
+    message = f"coupon expired {POISON}"
+    first = land(stack, raw_of(project, [message]))
+    assert process_window(stack.warehouse, engine, blobs, first,
+                          cursor_name=cursor).dead_lettered == 1
+    poisoned.undo()  # the fix: the bug's next event makes its issue
+    process_window(stack.warehouse, engine, blobs, land(stack, raw_of(project, [message])),
+                   cursor_name=cursor)
+    assert times_seen(engine, project.project_id) == {message: 1}
+    poisoned.setattr(processing, "read_cursor", lambda engine, name="": first.upto)
+
+    def commit_fails(*args: Any) -> int:
+        raise ConnectionResetError("server closed the connection unexpectedly")
+
+    def retry() -> processing.BatchResult:
+        return reprocess_window(stack.warehouse, engine, blobs, first.upto,
+                                first.upto + timedelta(microseconds=1))
+
+    with pytest.MonkeyPatch.context() as failing:
+        failing.setattr(processing, "_mark_retried", commit_fails)  # the last step
+        with pytest.raises(ConnectionResetError):
+            retry()
+    assert times_seen(engine, project.project_id) == {message: 1}
+    assert len(stored_events(stack, project.project_id)) == 2  # the retried row is stored
+    result = retry()
+    assert (result.events, result.retried) == (1, 1)
+    assert times_seen(engine, project.project_id) == {message: 2}
+    assert retry().events == 1  # and once more: nothing changes
+    assert times_seen(engine, project.project_id) == {message: 2}
 
 
 def test_an_event_still_failing_when_reprocessed_stays_set_aside(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import string
 import subprocess
 import sys
 import time
@@ -15,17 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from cli.stack import processing_service, start_service
 from core import db
 from core.blobs import blob_store
-from core.models import Artifact, Issue, IssueStatus, Project, Release
+from core.models import (
+    Artifact,
+    Issue,
+    IssueStatus,
+    Project,
+    Release,
+    ReprocessingPreviousIssue,
+)
 from core.redis import redis_client
 from core.settings import Settings
 from dashboards.api.issues import EVENT_DETAIL, event_json
 from ingest.landing import LandingRow, drain, encode_row
 from ingest.queue import LANDING_GROUP, LANDING_STREAM, ROW_COUNT_FIELD, ROWS_FIELD
+from orchestration import processing
 from orchestration.processing import Window, process_window, read_cursor, reprocess_window
 from tests.ingest.test_bad_input import envelope, post
 from tests.pipelines.test_symbolication import Bundle, build_bundle, sentry_event
@@ -456,15 +466,20 @@ def test_reprocessing_over_many_windows_counts_the_issues_it_creates(
     assert recreated is not None and recreated.times_seen == 3
 
 
+@pytest.mark.parametrize("first_attempt", ["commits", "fails after its rows are stored"])
 def test_reprocessing_moves_regrouped_events_counts_to_their_new_issue(
-    runner: IngestStack,
+    runner: IngestStack, monkeypatch: pytest.MonkeyPatch, first_attempt: str,
 ) -> None:
     """A project adds a scrubbing pattern that masks the customer's name in messages: events
     landed since are grouped by the masked message, into a new issue. Reprocessing the older
     events moves them there too; each counts in the issue it is in now, and no longer in the
-    one it left. Reprocessing the range again changes nothing."""
+    one it left. Reprocessing the range again changes nothing.
+
+    An attempt whose transaction fails after its rows reached ClickHouse (which commits
+    apart) leaves the counts as they were, and the next attempt moves them all the same."""
     stack = runner
-    marker = uuid.uuid4().hex[:8]
+    # Letters only: grouping strips a hex marker, and each run (parameter) needs issues of its own.
+    marker = "".join(random.choices(string.ascii_lowercase, k=12))
     engine = db.make_engine(stack.settings.database_url)
     start = datetime.now(UTC)
 
@@ -485,6 +500,14 @@ def test_reprocessing_moves_regrouped_events_counts_to_their_new_issue(
             project.settings = {**(project.settings or {}),
                                 "scrubbing": {"extra_patterns": patterns}}
 
+    def stored_in_masked() -> int:
+        [masked] = [i for i in issues_of(stack.settings, stack.project.project_id)
+                    if marker in i.title and "[Filtered]" in i.title]
+        return int(stack.warehouse.command(
+            "SELECT count() FROM events FINAL"
+            " WHERE project_id = {p:UInt64} AND issue_id = {i:UInt64}",
+            parameters={"p": stack.project.project_id, "i": masked.id}))
+
     for customer in ("acme", "acme", "globex"):
         send(customer)
     wait_for(lambda: counts() == {"acme": 2, "globex": 1})
@@ -492,6 +515,15 @@ def test_reprocessing_moves_regrouped_events_counts_to_their_new_issue(
     try:
         send("acme")
         wait_for(lambda: counts() == {"acme": 2, "globex": 1, "[Filtered]": 1})
+        if first_attempt != "commits":
+            with monkeypatch.context() as patch:
+                # The last step before the commit; every row is in ClickHouse by then.
+                patch.setattr(processing, "_mark_retried", lost_connection)
+                with pytest.raises(ConnectionError):
+                    reprocess_window(stack.warehouse, engine, blob_store(stack.settings),
+                                     start, datetime.now(UTC) + timedelta(hours=1))
+            assert counts() == {"acme": 2, "globex": 1, "[Filtered]": 1}
+            assert stored_in_masked() == 4  # what made the next attempt count nothing
         for _ in range(2):  # the second run finds every event where it belongs already
             result = reprocess_window(stack.warehouse, engine, blob_store(stack.settings),
                                       start, datetime.now(UTC) + timedelta(hours=1))
@@ -500,11 +532,15 @@ def test_reprocessing_moves_regrouped_events_counts_to_their_new_issue(
             assert counts() == {"acme": 0, "globex": 0, "[Filtered]": 4}
     finally:
         set_patterns([])
-    [masked] = [i for i in issues_of(stack.settings, stack.project.project_id)
-                if marker in i.title and "[Filtered]" in i.title]
-    assert stack.warehouse.command(
-        "SELECT count() FROM events FINAL WHERE project_id = {p:UInt64} AND issue_id = {i:UInt64}",
-        parameters={"p": stack.project.project_id, "i": masked.id}) == 4
+    assert stored_in_masked() == 4
+    with db.system_session(engine) as session:  # nothing left held for a later run
+        assert session.scalar(select(func.count()).select_from(ReprocessingPreviousIssue)
+                              .where(ReprocessingPreviousIssue.project_id
+                                     == stack.project.project_id)) == 0
+
+
+def lost_connection(*args: Any) -> int:
+    raise ConnectionError("server closed the connection unexpectedly")
 
 
 def test_first_release_is_the_earliest_events_whatever_the_order_they_arrive_in(
