@@ -28,6 +28,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Enum,
+    FetchedValue,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -382,12 +383,16 @@ class Issue(TenantScoped, Base):
             ["releases.id", "releases.organization_id"],
         ),
         UniqueConstraint("project_id", "fingerprint_hash"),
+        UniqueConstraint("project_id", "short_id"),
         # The issue stream: one project's issues of a status, most recent first.
         Index("ix_issues_project_id_status_last_seen", "project_id", "status", "last_seen"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column()
+    # The issue's number in its project (1, 2, ...: PROJECT-1 as users see it), set by the
+    # database on insert (a trigger, migration 0007; see ProjectIssueCounter).
+    short_id: Mapped[int] = mapped_column(server_default=FetchedValue())
     fingerprint_hash: Mapped[str] = mapped_column(String(64))
     title: Mapped[str]
     culprit: Mapped[str | None]
@@ -511,6 +516,21 @@ class PipelineCursor(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     position: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ProjectIssueCounter(Base):
+    """The last short id given to an issue of each project (system data, not a tenant's).
+
+    Issues are numbered per project, as Sentry's PROJECT-1, PROJECT-2 are: a trigger on
+    `issues` (migration 0007) takes the next number for every new issue, whatever inserts
+    it. A number taken by an insert that then does not happen (rolled back, or a conflict
+    with an issue made meanwhile) is skipped, as a sequence's would be."""
+
+    __tablename__ = "project_issue_counters"
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    last_short_id: Mapped[int]
 
 
 class ReprocessingPreviousIssue(Base):

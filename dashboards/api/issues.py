@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import orjson
 from flask import request
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, func, or_, select
 
 from core.models import (
     Issue,
@@ -69,15 +69,50 @@ def period_start(period: str) -> datetime | None:
     return datetime.now(UTC) - delta
 
 
-def apply_search(ctx: Ctx, statement: Select[Any], project_id: int, query: str) -> Select[Any]:
+# Sentry's short ids: the project's slug in capitals, then the issue's number in its project
+# in Crockford's base 32 (digits and capitals without I, L, O, U): WEB-1, WEB-Z, WEB-10.
+_BASE32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_SHORT_ID = re.compile(r"^([A-Za-z0-9_\-]{1,50})-([0-9A-Za-z]{1,12})$")
+
+
+def short_id_text(project_slug: str, number: int) -> str:
+    digits = ""
+    while True:
+        number, digit = divmod(number, 32)
+        digits = _BASE32[digit] + digits
+        if not number:
+            return f"{project_slug.upper()}-{digits}"
+
+
+def parse_short_id(text: str) -> tuple[str, int] | None:
+    """(project slug, lowercase; number) of a short id, or None if `text` is not one. Read
+    as Crockford reads: any case, I and L as 1, O as 0."""
+    match = _SHORT_ID.match(text)
+    if match is None:
+        return None
+    number = 0
+    for char in match[2].upper().replace("I", "1").replace("L", "1").replace("O", "0"):
+        if char not in _BASE32:
+            return None
+        number = number * 32 + _BASE32.index(char)
+    return match[1].lower(), number
+
+
+def apply_search(ctx: Ctx, statement: Select[Any], project: Project, query: str
+                 ) -> Select[Any]:
     """Sentry-like search: `is:resolved|unresolved|ignored|assigned|unassigned`,
-    `assigned:me|<email>`, `level:<level>`, `release:<version>`; other words match the title
-    or culprit (case-insensitive)."""
+    `assigned:me|<email>`, `level:<level>`, `release:<version>`; the project's short id
+    (`WEB-1A`) finds that issue; other words match the title or culprit (case-insensitive)."""
+    project_id = project.id
     words = []
     for token in query.split():
         key, sep, value = token.partition(":")
         if not sep or key not in SEARCH_KEYS:
-            words.append(token)
+            short_id = parse_short_id(token)
+            if short_id is not None and short_id[0] == project.slug.lower():
+                statement = statement.where(Issue.short_id == short_id[1])
+            else:
+                words.append(token)
             continue
         if not value:
             raise bad_request(f"search key {key!r} needs a value, e.g. {key}:something")
@@ -158,7 +193,7 @@ def issues_json(ctx: Ctx, issues: list[Issue], counts: dict[int, tuple[int, int]
         assignee = users.get(issue.assignee_id) if issue.assignee_id else None
         answer.append({
             "id": str(issue.id),
-            "shortId": f"{project.slug.upper()}-{issue.id}",
+            "shortId": short_id_text(project.slug, issue.short_id),
             "title": issue.title, "culprit": issue.culprit, "level": issue.level,
             "status": issue.status.value,
             "substatus": issue.substatus.value if issue.substatus else None,
@@ -214,7 +249,7 @@ def list_issues(ctx: Ctx, org: str, project: str) -> list[dict[str, Any]]:
     statement = select(Issue).where(Issue.project_id == row.id)
     if start is not None:
         statement = statement.where(Issue.last_seen >= start)
-    statement = apply_search(ctx, statement, row.id, query)
+    statement = apply_search(ctx, statement, row, query)
     offset, limit = args["cursor"], args["limit"]
     if args["sort"] in ("date", "new"):
         column = Issue.last_seen if args["sort"] == "date" else Issue.first_seen
@@ -247,6 +282,24 @@ def issue_of(ctx: Ctx, issue_id: int) -> Issue:
 def get_issue(ctx: Ctx, issue_id: int) -> dict[str, Any]:
     issue = issue_of(ctx, issue_id)
     return issues_json(ctx, [issue], event_counts(ctx, issue.project_id, [issue.id], None))[0]
+
+
+@operation("GET", "/organizations/<slug:org>/shortids/<short_id>/",
+           summary="Find an issue by its short id (WEB-1A)", tag="issues",
+           access=Access.MEMBER, response=s.SHORT_ID_LOOKUP, errors=CLICKHOUSE_ERRORS)
+def resolve_short_id(ctx: Ctx, org: str, short_id: str) -> dict[str, Any]:
+    parsed = parse_short_id(short_id)
+    if parsed is None:
+        raise not_found("issue")
+    slug, number = parsed
+    # The tenant session: another organization's project or issue is not found.
+    issue = ctx.db.scalar(select(Issue).join(Project, Project.id == Issue.project_id)
+                          .where(func.lower(Project.slug) == slug, Issue.short_id == number))
+    if issue is None:
+        raise not_found("issue")
+    [answer] = issues_json(ctx, [issue], event_counts(ctx, issue.project_id, [issue.id], None))
+    return {"organizationSlug": org, "projectSlug": answer["project"]["slug"],
+            "groupId": answer["id"], "shortId": answer["shortId"], "group": answer}
 
 
 ISSUE_BODY = s.obj({

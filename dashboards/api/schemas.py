@@ -111,6 +111,11 @@ ISSUE = answer({
     "regressedInRelease": nullable(STRING),
 })
 
+SHORT_ID_LOOKUP = answer({
+    "organizationSlug": STRING, "projectSlug": STRING, "groupId": ID_STRING,
+    "shortId": STRING, "group": ISSUE,
+})
+
 TAG_PAIR = answer({"key": STRING, "value": STRING})
 
 EVENT_SUMMARY = answer({

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from core import db
 from core.models import Issue, Role
+from dashboards.api.issues import parse_short_id, short_id_text
 from tests.api.conftest import Api, Tenant, add, insert_events, make_api_token, make_tenant
 
 
@@ -92,7 +93,7 @@ def test_counts_follow_the_period(api: Api, stream: Stream) -> None:
     assert set(everything) == {"frequent", "widespread", "fresh", "stale", "seeded"}
     detail = api.call("GET", f"/api/0/issues/{stream.ids['frequent']}/", stream.token).json()
     assert detail["count"] == "12" and detail["userCount"] == 2
-    assert detail["shortId"] == f"{stream.tenant.project.upper()}-{stream.ids['frequent']}"
+    assert detail["shortId"] == f"{stream.tenant.project.upper()}-2"  # its project's second
 
 
 def test_search(api: Api, stream: Stream) -> None:
@@ -104,6 +105,49 @@ def test_search(api: Api, stream: Stream) -> None:
     assert listed(api, stream, query="100%_") == []  # LIKE wildcards are literal
     bad = api.call("GET", stream.path(), stream.token, params={"query": "is:sleeping"})
     assert bad.status_code == 400 and "is:sleeping" in bad.json()["detail"]
+
+
+def test_short_ids_number_each_projects_issues_and_find_them(
+    api: Api, stream: Stream, engine: Engine, api_url: str
+) -> None:
+    """Issues are numbered in their project (the seeded one first, then as made), whatever
+    other projects hold; a short id searched for, or looked up, finds its issue."""
+    project = stream.tenant.project.upper()
+    answer = api.call("GET", stream.path(), stream.token,
+                      params={"query": "", "statsPeriod": "", "sort": "new"}).json()
+    assert {i["shortId"] for i in answer} == {f"{project}-{n}" for n in range(1, 6)}
+    other = make_tenant(engine, "numbered")  # its first issue is its own number 1 again
+    other_token = make_api_token(engine, other.org_id, other.developer_id, Role.developer)
+    other_issue = api.call("GET", f"/api/0/issues/{other.issue_id}/", other_token).json()
+    assert other_issue["shortId"] == f"{other.project.upper()}-1"
+
+    # Searched for, in any case; another project's short id is just a word.
+    assert listed(api, stream, query=f"{project}-3", statsPeriod="") == ["widespread"]
+    assert listed(api, stream, query=f"{project.lower()}-2", statsPeriod="") == ["frequent"]
+    assert listed(api, stream, query=f"{other.project.upper()}-1", statsPeriod="") == []
+
+    lookup = f"/api/0/organizations/{stream.tenant.org}/shortids"
+    found = api.call("GET", f"{lookup}/{project.lower()}-3/", stream.token)
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert (body["groupId"], body["shortId"], body["projectSlug"], body["organizationSlug"]) \
+        == (str(stream.ids["widespread"]), f"{project}-3", stream.tenant.project,
+            stream.tenant.org)
+    assert body["group"]["title"] == "RangeError: widespread"
+    for missing in (f"{project}-99", f"{other.project.upper()}-1", "no-short-id-U",
+                    "nodash"):
+        answer = api.call("GET", f"{lookup}/{missing}/", stream.token)
+        assert answer.status_code == 404 and answer.json()["detail"], missing
+
+
+def test_short_ids_read_as_sentry_writes_them() -> None:
+    # Crockford's base 32, as Sentry's: no I, L, O or U; read I and L as 1, O as 0.
+    assert [short_id_text("web", n) for n in (1, 9, 10, 31, 32, 1025)] == [
+        "WEB-1", "WEB-9", "WEB-A", "WEB-Z", "WEB-10", "WEB-101"]
+    assert parse_short_id("my-app-Z") == ("my-app", 31)
+    assert parse_short_id("web-1o") == parse_short_id("WEB-10") == ("web", 32)
+    assert parse_short_id("web-I") == ("web", 1)
+    assert parse_short_id("web-U") is None and parse_short_id("web") is None
 
 
 @pytest.mark.parametrize("params", [{"sort": "loudest"}, {"statsPeriod": "forever"},

@@ -1,8 +1,10 @@
 """Migration 0002 (sign-in sessions, refresh tokens, issue comments, audit-entry guard) goes up
-and down cleanly on a real PostgreSQL; the full chain's drift check against the models is in
-tests/foundation/test_relational_model.py."""
+and down cleanly on a real PostgreSQL, and 0007 numbers the issues there are; the full chain's
+drift check against the models is in tests/foundation/test_relational_model.py."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, inspect, text
@@ -71,5 +73,41 @@ def test_audit_entries_refuse_updates_and_deletes_but_follow_a_deleted_actor(
         with engine.begin() as conn:  # deleting the organization takes its log with it
             conn.execute(text("DELETE FROM organizations WHERE id = :o"), {"o": org})
             assert conn.scalar(text("SELECT count(*) FROM audit_log_entries")) == 0
+    finally:
+        engine.dispose()
+
+
+def test_0007_numbers_each_projects_issues_and_new_ones_go_on_from_there(
+    fresh_database_url: str,  # noqa: F811
+) -> None:
+    db.upgrade(fresh_database_url, "0006")
+    engine = db.make_engine(fresh_database_url)
+
+    def new_issue(conn: Any, org: int, project: int) -> int:
+        return int(conn.scalar(text(
+            "INSERT INTO issues (organization_id, project_id, fingerprint_hash, title)"
+            " VALUES (:o, :p, md5(random()::text), 't') RETURNING id"), {"o": org, "p": project}))
+
+    def short_ids(conn: Any) -> dict[int, int]:
+        return {i: s for i, s in conn.execute(text("SELECT id, short_id FROM issues"))}
+
+    try:
+        with engine.begin() as conn:
+            org = conn.scalar(text("INSERT INTO organizations (slug, name) VALUES ('o', 'O')"
+                                   " RETURNING id"))
+            web, app, empty = (conn.scalar(text(
+                "INSERT INTO projects (organization_id, slug, name) VALUES (:o, :s, :s)"
+                " RETURNING id"), {"o": org, "s": slug}) for slug in ("web", "app", "empty"))
+            first, other, second = (new_issue(conn, org, p) for p in (web, app, web))
+        db.upgrade(fresh_database_url)
+        with engine.begin() as conn:
+            assert short_ids(conn) == {first: 1, other: 1, second: 2}  # in the order made
+            third, in_empty = new_issue(conn, org, web), new_issue(conn, org, empty)
+            assert short_ids(conn)[third] == 3 and short_ids(conn)[in_empty] == 1
+        db.downgrade(fresh_database_url, "0006")
+        with engine.connect() as conn:
+            assert "project_issue_counters" not in _tables(engine)
+            assert new_issue(conn, org, web)  # inserts go on without the trigger
+            conn.rollback()
     finally:
         engine.dispose()

@@ -164,6 +164,9 @@ ROUTES = [
           rule=f"/issues/<{ID}:issue_id>/events/latest/"),
     Route("GET", lambda w, i: f"{_issue(w, i)}/tags/", "developer", 200,
           rule=f"/issues/<{ID}:issue_id>/tags/"),
+    # The seeded issue is its project's first.
+    Route("GET", lambda w, i: f"{_org(w, i)}/shortids/{w.a.project.upper()}-1/", "developer",
+          200, rule=f"{ORG}/shortids/<short_id>/"),
 ]
 
 IDENTITIES = ("anonymous", "developer", "admin", "other_admin")
@@ -265,6 +268,7 @@ def test_another_orgs_ids_under_your_own_org_answer_404(world: World) -> None:
         ("DELETE", f"{members}/{a_member}/", None),
         ("DELETE", f"/api/0/organizations/{b.org}/api-tokens/{a_token}/", None),
         ("GET", f"/api/0/projects/{b.org}/{a.project}/", None),
+        ("GET", f"/api/0/organizations/{b.org}/shortids/{a.project.upper()}-1/", None),
         ("GET", f"/api/0/projects/{b.org}/{b.project}/events/{world.event_id}/", None),
         ("GET", f"/api/0/projects/{b.org}/{b.project}/events/{world.event_id}/attachments/"
                 f"{world.attachment_id}/?download=1", None),
