@@ -101,18 +101,15 @@ def parse_short_id(text: str) -> tuple[str, int] | None:
 def apply_search(ctx: Ctx, statement: Select[Any], project: Project, query: str
                  ) -> Select[Any]:
     """Sentry-like search: `is:resolved|unresolved|ignored|assigned|unassigned`,
-    `assigned:me|<email>`, `level:<level>`, `release:<version>`; the project's short id
-    (`WEB-1A`) finds that issue; other words match the title or culprit (case-insensitive)."""
+    `assigned:me|<email>`, `level:<level>`, `release:<version>`; other words match the title
+    or culprit (case-insensitive), and one that reads as the project's short id (`WEB-1A`)
+    also finds that issue (`web-server` in project web reads as one, and still finds text)."""
     project_id = project.id
     words = []
     for token in query.split():
         key, sep, value = token.partition(":")
         if not sep or key not in SEARCH_KEYS:
-            short_id = parse_short_id(token)
-            if short_id is not None and short_id[0] == project.slug.lower():
-                statement = statement.where(Issue.short_id == short_id[1])
-            else:
-                words.append(token)
+            words.append(token)
             continue
         if not value:
             raise bad_request(f"search key {key!r} needs a value, e.g. {key}:something")
@@ -140,8 +137,12 @@ def apply_search(ctx: Ctx, statement: Select[Any], project: Project, query: str
             statement = statement.where(Issue.id.in_([r["issue_id"] for r in rows]))
     for word in words:
         pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        statement = statement.where(or_(Issue.title.ilike(pattern, escape="\\"),
-                                        Issue.culprit.ilike(pattern, escape="\\")))
+        matches = [Issue.title.ilike(pattern, escape="\\"),
+                   Issue.culprit.ilike(pattern, escape="\\")]
+        short_id = parse_short_id(word)
+        if short_id is not None and short_id[0] == project.slug.lower():
+            matches.append(Issue.short_id == short_id[1])
+        statement = statement.where(or_(*matches))
     return statement
 
 
