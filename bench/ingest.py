@@ -48,6 +48,7 @@ Usage: .venv/bin/python bench/ingest.py [--runs 3] [--duration 15] [--warmup 3]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -74,6 +75,8 @@ from typing import Any
 import orjson
 import psutil
 
+from core.embedded.process import ManagedProcess, ServiceSpec, start_healthy
+from core.redis import redis_client
 from core.warehouse import connect
 
 PULSETRACE = str(Path(sys.executable).parent / "pulsetrace")
@@ -664,55 +667,43 @@ def calibrate() -> float:
     return min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000 * 1e6
 
 
-def start_probe_redis() -> tuple[subprocess.Popen[bytes], str]:
+def start_probe_redis(log_dir: Path) -> tuple[ManagedProcess, str]:
     """A Redis of the probe's own, without persistence: on the stack's (append-only file),
     the probe's uncompressed events made Redis rewrite its file every few seconds, and the
     forks stalled the probe for up to ~0.5 s (the product queues them compressed)."""
     port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
     binary = shutil.which("redis-server", path=str(Path(sys.executable).parent)) or \
         "redis-server"
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise SystemExit("the probe's Redis did not start") from None
-            time.sleep(0.1)
+    return start_healthy(ServiceSpec(
+        name="probe redis",
+        argv=[binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+              "--appendonly", "no"],
+        health=lambda: bool(redis_client(url).ping()),
+        log_file=log_dir / "probe-redis.log", startup_timeout=30,
+    )), url
 
 
-def start_reference(stack: Stack, public_key: str,
-                    redis_url: str) -> tuple[subprocess.Popen[bytes], str]:
+def _answers(url: str) -> bool:
+    with contextlib.suppress(urllib.error.HTTPError):  # it answers (GET / is a 404)
+        urllib.request.urlopen(url, timeout=2).close()
+    return True  # anything else (refused) raises: not yet
+
+
+def start_reference(stack: Stack, public_key: str, redis_url: str) -> tuple[ManagedProcess, str]:
     """bench/ingest_reference.py (the probe) under the ingest's own granian command line."""
     argv = psutil.Process(stack.service_pids["ingest"]).cmdline()
     port = free_port()
     argv[argv.index("--port") + 1] = str(port)
     argv[argv.index("ingest.wsgi:app")] = "ingest_reference:app"
     bench_dir = Path(__file__).resolve().parent
-    env = {**stack.env, "REDIS_URL": redis_url, "BENCH_REFERENCE_KEYS": public_key,
-           "PYTHONPATH": str(bench_dir)}
-    log = (stack.data_dir.parent / "reference.log").open("w")
-    process = subprocess.Popen(argv, env=env, cwd=bench_dir, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            break
-        except urllib.error.HTTPError:
-            break  # it answers (GET / is a 404)
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise SystemExit("the reference app did not start; see reference.log") from None
-            time.sleep(0.2)
-    return process, url
+    return start_healthy(ServiceSpec(
+        name="probe", argv=argv, health=lambda: _answers(url),
+        env={**stack.env, "REDIS_URL": redis_url, "BENCH_REFERENCE_KEYS": public_key,
+             "PYTHONPATH": str(bench_dir)},
+        cwd=bench_dir, log_file=stack.data_dir.parent / "reference.log",
+    )), url
 
 
 class Probe:
@@ -721,14 +712,14 @@ class Probe:
 
     def __init__(self, stack: Stack, phase: Phase, project: Project, work: Path) -> None:
         self.stack, self.work = stack, work
-        self.redis, redis_url = start_probe_redis()
+        self.redis, redis_url = start_probe_redis(stack.data_dir.parent)
         try:
-            self.process, url = start_reference(stack, project.public_key, redis_url)
+            self.app, url = start_reference(stack, project.public_key, redis_url)
         except BaseException:
-            self.redis.terminate()
+            self.redis.stop()
             raise
-        stack.service_pids["probe redis"] = self.redis.pid
-        stack.service_pids["probe"] = self.process.pid
+        for name, process in (("probe redis", self.redis), ("probe", self.app)):
+            stack.service_pids[name] = int(process.pid or 0)
         # Repeated bodies are fine here: the probe does not drop repeated event ids.
         self.bodies = make_bodies(phase, project, 5_000, work, "probe")
         self.args = (stack, url, f"/api/{project.project_id}/{phase.endpoint}/", project.auth,
@@ -742,10 +733,9 @@ class Probe:
 
     def close(self) -> None:
         cleanup(self.bodies)
-        for name, process in (("probe", self.process), ("probe redis", self.redis)):
+        for name, process in (("probe", self.app), ("probe redis", self.redis)):
             del self.stack.service_pids[name]
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
+            process.stop()
 
 
 # --- output ----------------------------------------------------------------------------------
