@@ -55,7 +55,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -75,7 +74,7 @@ from typing import Any
 import orjson
 import psutil
 
-from core.embedded.process import ManagedProcess, ServiceSpec, start_healthy
+from core.embedded.process import ManagedProcess, ServiceSpec, free_port, start_healthy
 from core.redis import redis_client
 from core.warehouse import connect
 
@@ -95,12 +94,6 @@ LANDING_TIMEOUT_S = 180.0
 
 
 # --- the stack -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
