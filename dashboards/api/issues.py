@@ -33,7 +33,7 @@ from dashboards.api import schemas as s
 from dashboards.api.auth import user_json
 from dashboards.api.errors import ApiError, bad_request, not_found
 from dashboards.api.projects import PROJECT, project_of
-from dashboards.api.routing import ID, Access, Ctx, QueryParam, iso, operation
+from dashboards.api.routing import ID, Access, Ctx, QueryParam, SlugConverter, iso, operation
 from pipelines.processed import CLOCK_DRIFT, FUTURE_TIMESTAMP, PAST_TIMESTAMP
 
 CLICKHOUSE_ERRORS = (503,)
@@ -72,7 +72,7 @@ def period_start(period: str) -> datetime | None:
 # Sentry's short ids: the project's slug in capitals, then the number in its project
 # in Crockford's base 32 (digits and capitals without I, L, O, U): WEB-1, WEB-Z, WEB-10.
 _BASE32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_SHORT_ID = re.compile(r"^([A-Za-z0-9_\-]{1,50})-([0-9A-Za-z]{1,12})$")
+_SHORT_ID = re.compile(rf"^({SlugConverter.regex})-([0-9A-Za-z]{{1,12}})$")
 
 
 def short_id_text(project_slug: str, number: int) -> str:
