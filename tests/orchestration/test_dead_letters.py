@@ -37,7 +37,7 @@ from orchestration.processing import (
 )
 from pipelines.batch import StorageUnavailable
 from tests.orchestration.test_parallel import land
-from tests.orchestration.test_processing import store_source_map
+from tests.orchestration.test_processing import lost_connection, store_source_map
 from tests.pipelines.grouping_set import raw_events_frame
 from tests.pipelines.test_symbolication import build_bundle, sentry_event
 from tests.stack import IngestStack, new_project
@@ -129,11 +129,8 @@ def test_a_poison_event_is_set_aside_and_retried_after_the_fix(
 
     # A first attempt whose transaction fails after it stored the rows and records (as when
     # PostgreSQL goes away before the commit): the runner runs the window again.
-    def commit_fails(*args: Any, **kwargs: Any) -> None:
-        raise ConnectionResetError("server closed the connection unexpectedly")
-
     with pytest.MonkeyPatch.context() as failing:
-        failing.setattr(processing, "_save_cursor", commit_fails)
+        failing.setattr(processing, "_save_cursor", lost_connection)
         with pytest.raises(ConnectionResetError):
             process_window(stack.warehouse, engine, blobs, window, cursor_name=cursor)
     assert read_cursor(engine, cursor) < window.upto
@@ -209,15 +206,12 @@ def test_a_retry_interrupted_before_its_commit_counts_the_event_once_run_again(
     assert times_seen(engine, project.project_id) == {message: 1}
     poisoned.setattr(processing, "read_cursor", lambda engine, name="": first.upto)
 
-    def commit_fails(*args: Any) -> int:
-        raise ConnectionResetError("server closed the connection unexpectedly")
-
     def retry() -> processing.BatchResult:
         return reprocess_window(stack.warehouse, engine, blobs, first.upto,
                                 first.upto + timedelta(microseconds=1))
 
     with pytest.MonkeyPatch.context() as failing:
-        failing.setattr(processing, "_mark_retried", commit_fails)  # the last step
+        failing.setattr(processing, "_mark_retried", lost_connection)  # the last step
         with pytest.raises(ConnectionResetError):
             retry()
     assert times_seen(engine, project.project_id) == {message: 1}

@@ -539,8 +539,10 @@ def test_reprocessing_moves_regrouped_events_counts_to_their_new_issue(
                                      == stack.project.project_id)) == 0
 
 
-def lost_connection(*args: Any) -> int:
-    raise ConnectionError("server closed the connection unexpectedly")
+def lost_connection(*args: Any, **kwargs: Any) -> Any:
+    """Stands in for a step of a window's transaction: PostgreSQL went away before the
+    commit."""
+    raise ConnectionResetError("server closed the connection unexpectedly")
 
 
 def test_first_release_is_the_earliest_events_whatever_the_order_they_arrive_in(
