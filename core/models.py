@@ -523,8 +523,8 @@ class ProjectIssueCounter(Base):
 
     Issues are numbered per project, as Sentry's PROJECT-1, PROJECT-2 are: a trigger on
     `issues` (migration 0007) takes the next number for every new issue, whatever inserts
-    it. A number taken by an insert that then does not happen (rolled back, or a conflict
-    with an issue made meanwhile) is skipped, as a sequence's would be."""
+    it. A number taken by an insert that then does not happen (it conflicts with the same
+    issue made meanwhile, and updates that one) is skipped; one rolled back is given again."""
 
     __tablename__ = "project_issue_counters"
 
